@@ -1,0 +1,1 @@
+//! hash_bucket's hash. (to be written)
