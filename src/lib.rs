@@ -1,1 +1,44 @@
-//! placeholder
+//! fstore: a low-latency online feature store server.
+//!
+//! Data enters from two sides and leaves by one; each module depends only on
+//! those listed before it.
+//!
+//! - [`config`]: one struct tree; embedded defaults, then `fstore.toml`, then
+//!   `FSTORE_*` environment variables.
+//! - The language lives in the `fstore-dsl` crate: lexer, parser, checker,
+//!   typed plan and Arrow evaluator.
+//! - [`registry`]: the checked definitions the server runs on, with services
+//!   resolved once and each view's schema fingerprint.
+//! - [`store`]: the RocksDB key layout, value encoding and the database.
+//! - [`engine`]: the running store: registry, database and the generation
+//!   map that makes REPLACE atomic for readers.
+//! - [`ingest`]: Parquet loads (and, later, Kafka streams), ending in store writes.
+//! - [`serve`]: the gRPC services, health and reflection.
+//! - [`cli`]: the `fstore` command line: `serve`, `check`, `ingest`, `get`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod ingest;
+pub mod registry;
+pub mod serve;
+pub mod store;
+
+/// The public gRPC contract, generated from `proto/fstore/v1/fstore.proto`.
+pub mod proto {
+    #![allow(clippy::all)]
+    tonic::include_proto!("fstore.v1");
+
+    /// Encoded descriptors of the contract, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fstore_descriptor.bin"));
+}
+
+/// Microseconds since the Unix epoch, from the wall clock.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -1,1 +1,9 @@
+//! fstore's integration tests, compiled as one binary. Each module covers one
+//! area through the real `fstore` binary: a real server on a loopback port,
+//! real RocksDB, real Parquet files, real gRPC.
 
+mod util;
+
+mod cli;
+mod e2e;
+mod replace;

@@ -30,11 +30,6 @@ pub fn render(diags: &[Diagnostic], files: &[SourceFile]) -> String {
     let _ = files;
     diags
         .iter()
-        .map(|d| {
-            format!(
-                "{}:{}:{}: error[{}]: {}\n",
-                d.file, d.line, d.col, d.code, d.message
-            )
-        })
+        .map(|d| format!("{}:{}:{}: error[{}]: {}\n", d.file, d.line, d.col, d.code, d.message))
         .collect()
 }

@@ -12,11 +12,7 @@ pub enum EvalError {
     #[error("column `{0}` is missing from the batch")]
     MissingColumn(String),
     #[error("column `{column}` has Arrow type {found}, expected {expected}")]
-    ColumnType {
-        column: String,
-        expected: String,
-        found: String,
-    },
+    ColumnType { column: String, expected: String, found: String },
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -25,7 +21,5 @@ pub enum EvalError {
 /// rows and the Arrow type `expr.ty.arrow()`.
 pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, EvalError> {
     let _ = (expr, batch);
-    Err(EvalError::MissingColumn(
-        "(evaluator not written yet)".into(),
-    ))
+    Err(EvalError::MissingColumn("(evaluator not written yet)".into()))
 }

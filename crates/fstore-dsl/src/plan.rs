@@ -293,25 +293,16 @@ pub enum ExprKind {
 
 impl Plan {
     pub fn entity(&self, name: &str) -> Option<(usize, &Entity)> {
-        self.entities
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.name == name)
+        self.entities.iter().enumerate().find(|(_, e)| e.name == name)
     }
     pub fn source(&self, name: &str) -> Option<(usize, &Source)> {
-        self.sources
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name == name)
+        self.sources.iter().enumerate().find(|(_, s)| s.name == name)
     }
     pub fn view(&self, name: &str) -> Option<(usize, &View)> {
         self.views.iter().enumerate().find(|(_, v)| v.name == name)
     }
     pub fn service(&self, name: &str) -> Option<(usize, &Service)> {
-        self.services
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name == name)
+        self.services.iter().enumerate().find(|(_, s)| s.name == name)
     }
 }
 
@@ -319,9 +310,7 @@ impl View {
     /// Feature names and types in declaration order, whatever the view's kind.
     pub fn feature_names(&self) -> Vec<(&str, DataType)> {
         match &self.body {
-            ViewBody::Row { features } => {
-                features.iter().map(|f| (f.name.as_str(), f.ty)).collect()
-            }
+            ViewBody::Row { features } => features.iter().map(|f| (f.name.as_str(), f.ty)).collect(),
             ViewBody::Aggregating { features, .. } => {
                 features.iter().map(|f| (f.name.as_str(), f.ty)).collect()
             }
@@ -376,11 +365,7 @@ impl fmt::Display for Expr {
             ExprKind::IsNull { expr, negated } => {
                 write!(f, "({expr} is{} null)", if *negated { " not" } else { "" })
             }
-            ExprKind::InList {
-                expr,
-                list,
-                negated,
-            } => {
+            ExprKind::InList { expr, list, negated } => {
                 write!(f, "({expr}{} in (", if *negated { " not" } else { "" })?;
                 for (i, l) in list.iter().enumerate() {
                     if i > 0 {

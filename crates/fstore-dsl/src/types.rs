@@ -66,11 +66,9 @@ impl DataType {
             DataType::String => ArrowType::Utf8,
             DataType::Bytes => ArrowType::Binary,
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
-            DataType::Array(elem) => ArrowType::List(std::sync::Arc::new(Field::new(
-                "item",
-                elem.as_data_type().arrow(),
-                true,
-            ))),
+            DataType::Array(elem) => {
+                ArrowType::List(std::sync::Arc::new(Field::new("item", elem.as_data_type().arrow(), true)))
+            }
         }
     }
 
@@ -99,10 +97,7 @@ impl DataType {
     }
 
     pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            DataType::Int64 | DataType::Float32 | DataType::Float64
-        )
+        matches!(self, DataType::Int64 | DataType::Float32 | DataType::Float64)
     }
 }
 

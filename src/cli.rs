@@ -1,0 +1,400 @@
+//! The `fstore` command line.
+//!
+//! `serve` runs the server; `check` checks definitions locally; `ingest` and
+//! `get` are clients of a running server (the server owns the database).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+
+use crate::config::Config;
+use crate::proto::{
+    self, feature_admin_client::FeatureAdminClient, feature_serving_client::FeatureServingClient, value::Kind,
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "fstore", version, about = "A low-latency online feature store server")]
+pub struct Cli {
+    /// Config file (default: ./fstore.toml when it exists). Environment
+    /// variables FSTORE_<SECTION>__<KEY> override it.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server: load definitions, open the store, serve gRPC.
+    Serve,
+    /// Check definition files and print every error with file:line:col.
+    Check {
+        /// Definitions directory (default: server.definitions_dir).
+        dir: Option<PathBuf>,
+    },
+    /// Load Parquet files into every view of a parquet source, through a running server.
+    Ingest {
+        /// The parquet source to load.
+        #[arg(long)]
+        source: String,
+        /// Make the files the views' whole content (atomically); default is upsert.
+        #[arg(long)]
+        replace: bool,
+        /// Files, globs or directories (default: the source's own path).
+        paths: Vec<String>,
+        /// Server address (default: from server.listen).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Look up features for entity keys and print them as a table.
+    Get {
+        /// Feature service to read.
+        #[arg(long, conflicts_with = "features", required_unless_present = "features")]
+        service: Option<String>,
+        /// Feature references instead of a service: view.feature or view.*, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// Entity keys, e.g. --key user_id=42,43 (repeat for composite keys).
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// Print the raw response as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Server address (default: from server.listen).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Check { dir } => check(dir.unwrap_or(config.server.definitions_dir)),
+        Command::Ingest { source, replace, paths, addr } => {
+            runtime()?.block_on(ingest(client_addr(addr, &config), source, replace, paths))
+        }
+        Command::Get { service, features, keys, json, addr } => {
+            runtime()?.block_on(get(client_addr(addr, &config), service, features, keys, json))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let listen = config.server.listen;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "Listening beyond loopback WITHOUT authentication: anyone who can reach this address can read and load features.");
+    }
+    let engine = crate::engine::Engine::open(config)?;
+    runtime()?.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        crate::serve::run(engine, listener, shutdown_signal()).await
+    })?;
+    tracing::info!("Stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("Shutting down: finishing requests in flight.");
+}
+
+fn check(dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let files = fstore_dsl::load_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if files.is_empty() {
+        bail!("no .fdl files in {}", dir.display());
+    }
+    match fstore_dsl::check(&files) {
+        Ok(plan) => {
+            let features: usize = plan.views.iter().map(|v| v.feature_names().len()).sum();
+            println!(
+                "ok: {} file(s), {} entities, {} sources, {} views ({features} features), {} services",
+                files.len(),
+                plan.entities.len(),
+                plan.sources.len(),
+                plan.views.len(),
+                plan.services.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            eprint!("{}", fstore_dsl::render(&diags, &files));
+            eprintln!("{} error(s) in {}", diags.len(), dir.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn client_addr(addr: Option<String>, config: &Config) -> String {
+    let addr = addr.unwrap_or_else(|| {
+        let mut listen = config.server.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        listen.to_string()
+    });
+    if addr.contains("://") {
+        addr
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    tonic::transport::Endpoint::from_shared(addr.to_string())
+        .with_context(|| format!("bad server address {addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the fstore server at {addr} (is `fstore serve` running?)"))
+}
+
+async fn ingest(addr: String, source: String, replace: bool, paths: Vec<String>) -> anyhow::Result<ExitCode> {
+    let channel = connect(&addr).await?;
+    // The server reads the files: send absolute paths so that a relative path
+    // means what it means here, in the caller's directory.
+    let paths = paths
+        .into_iter()
+        .map(|p| match std::path::absolute(&p) {
+            Ok(abs) => abs.display().to_string(),
+            Err(_) => p,
+        })
+        .collect();
+    let mode = if replace {
+        proto::ingest_parquet_request::Mode::Replace
+    } else {
+        proto::ingest_parquet_request::Mode::Upsert
+    };
+    let request = proto::IngestParquetRequest { source: source.clone(), paths, mode: mode as i32 };
+    let mut admin = FeatureAdminClient::new(channel.clone());
+    let call = tokio::spawn(async move { admin.ingest_parquet(request).await });
+
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {pos}/{len} rows ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(format!("loading {source}"));
+    let mut status = FeatureAdminClient::new(channel);
+    while !call.is_finished() {
+        if let Ok(reply) = status.get_status(proto::GetStatusRequest {}).await {
+            if let Some((read, total)) = progress_of(&reply.into_inner().json, &source) {
+                bar.set_length(total);
+                bar.set_position(read);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bar.finish_and_clear();
+    let report = match call.await? {
+        Ok(r) => r.into_inner(),
+        Err(status) => bail!("{}: {}", describe_code(status.code()), status.message()),
+    };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["source", "rows read", "rows written", "rows rejected", "seconds"]);
+    table.add_row([
+        source,
+        report.rows_read.to_string(),
+        report.rows_written.to_string(),
+        report.rows_rejected.to_string(),
+        format!("{:.3}", report.duration_micros as f64 / 1e6),
+    ]);
+    println!("{table}");
+    for e in &report.sample_errors {
+        println!("rejected: {e}");
+    }
+    if report.rows_rejected as usize > report.sample_errors.len() {
+        println!("... and {} more rejected rows", report.rows_rejected as usize - report.sample_errors.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_of(status_json: &str, source: &str) -> Option<(u64, u64)> {
+    let doc: serde_json::Value = serde_json::from_str(status_json).ok()?;
+    let s = doc["sources"].as_array()?.iter().find(|s| s["name"] == source)?;
+    let p = &s["ingest_in_progress"];
+    Some((p["rows_read"].as_u64()?, p["rows_total"].as_u64()?))
+}
+
+fn describe_code(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::InvalidArgument => "invalid request",
+        tonic::Code::FailedPrecondition => "not possible",
+        tonic::Code::Unavailable => "server unavailable",
+        _ => "server error",
+    }
+}
+
+async fn get(
+    addr: String,
+    service: Option<String>,
+    features: Vec<String>,
+    keys: Vec<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let channel = connect(&addr).await?;
+    let mut serving = FeatureServingClient::new(channel);
+    // Key types come from the service's description; with bare feature
+    // references, a value that parses as an integer is sent as int64.
+    let mut key_types: HashMap<String, String> = HashMap::new();
+    if let Some(name) = &service {
+        let list = serving.list_feature_services(proto::ListFeatureServicesRequest {}).await?.into_inner();
+        if let Some(info) = list.services.iter().find(|s| &s.name == name) {
+            key_types = info.key_types.iter().map(|k| (k.name.clone(), k.r#type.clone())).collect();
+        }
+    }
+    let mut entities = HashMap::new();
+    let mut key_order = Vec::new();
+    for spec in &keys {
+        let Some((name, values)) = spec.split_once('=') else {
+            bail!("--key {spec}: expected NAME=VALUE[,VALUE...], e.g. --key user_id=42,43");
+        };
+        let as_string = key_types.get(name).is_some_and(|t| t == "string");
+        let values = values
+            .split(',')
+            .map(|v| proto::Value {
+                kind: Some(match v.parse::<i64>() {
+                    Ok(i) if !as_string => Kind::Int64Value(i),
+                    _ => Kind::StringValue(v.to_string()),
+                }),
+            })
+            .collect();
+        key_order.push(name.to_string());
+        entities.insert(name.to_string(), proto::Values { values });
+    }
+    let selector = match service {
+        Some(s) => proto::get_online_features_request::Selector::FeatureService(s),
+        None => proto::get_online_features_request::Selector::Features(proto::FeatureRefs { refs: features }),
+    };
+    let request = proto::GetOnlineFeaturesRequest { selector: Some(selector), entities: entities.clone() };
+    let response = match serving.get_online_features(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => bail!("{}: {}", describe_code(status.code()), status.message()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&response_json(&response))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    let mut header: Vec<String> = key_order.clone();
+    header.extend(["feature".into(), "value".into(), "status".into(), "event time".into()]);
+    table.set_header(header);
+    let rows = entities.values().next().map_or(0, |v| v.values.len());
+    for row in 0..rows {
+        for column in &response.features {
+            let mut cells: Vec<String> =
+                key_order.iter().map(|k| format_value(&entities[k].values[row])).collect();
+            cells.push(column.name.clone());
+            cells.push(format_value(&column.values[row]));
+            cells.push(
+                proto::FieldStatus::try_from(column.statuses[row])
+                    .map(|s| s.as_str_name().to_string())
+                    .unwrap_or_else(|_| column.statuses[row].to_string()),
+            );
+            cells.push(format_time(column.event_timestamps_micros[row]));
+            table.add_row(cells);
+        }
+    }
+    println!("{table}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_value(v: &proto::Value) -> String {
+    fn list<T: std::fmt::Debug>(values: &[T]) -> String {
+        if values.len() <= 6 {
+            format!("{values:?}")
+        } else {
+            format!("{:?} … ({} values)", &values[..4], values.len())
+        }
+    }
+    match &v.kind {
+        None => "null".into(),
+        Some(Kind::BoolValue(b)) => b.to_string(),
+        Some(Kind::Int64Value(i)) => i.to_string(),
+        Some(Kind::Float32Value(x)) => x.to_string(),
+        Some(Kind::Float64Value(x)) => x.to_string(),
+        Some(Kind::StringValue(s)) => s.clone(),
+        Some(Kind::BytesValue(b)) => {
+            format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        }
+        Some(Kind::TimestampMicros(t)) => format_time(*t),
+        Some(Kind::Float32List(l)) => list(&l.values),
+        Some(Kind::Float64List(l)) => list(&l.values),
+        Some(Kind::Int64List(l)) => list(&l.values),
+        Some(Kind::StringList(l)) => list(&l.values),
+    }
+}
+
+fn format_time(micros: i64) -> String {
+    if micros == 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+fn response_json(r: &proto::GetOnlineFeaturesResponse) -> serde_json::Value {
+    let value = |v: &proto::Value| -> serde_json::Value {
+        match &v.kind {
+            None => serde_json::Value::Null,
+            Some(Kind::BoolValue(b)) => (*b).into(),
+            Some(Kind::Int64Value(i)) => (*i).into(),
+            Some(Kind::Float32Value(x)) => (*x as f64).into(),
+            Some(Kind::Float64Value(x)) => (*x).into(),
+            Some(Kind::StringValue(s)) => s.clone().into(),
+            Some(Kind::BytesValue(b)) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+            Some(Kind::TimestampMicros(t)) => (*t).into(),
+            Some(Kind::Float32List(l)) => l.values.iter().map(|x| *x as f64).collect::<Vec<_>>().into(),
+            Some(Kind::Float64List(l)) => l.values.clone().into(),
+            Some(Kind::Int64List(l)) => l.values.clone().into(),
+            Some(Kind::StringList(l)) => l.values.clone().into(),
+        }
+    };
+    serde_json::Value::Array(
+        r.features
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "values": c.values.iter().map(value).collect::<Vec<_>>(),
+                    "statuses": c.statuses.iter().map(|s| proto::FieldStatus::try_from(*s).map(|s| s.as_str_name()).unwrap_or("INVALID")).collect::<Vec<_>>(),
+                    "event_timestamps_micros": c.event_timestamps_micros,
+                })
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,197 @@
+//! Configuration: one struct tree, layered.
+//!
+//! Precedence, lowest to highest:
+//! 1. the defaults embedded in the binary (`src/default.toml`);
+//! 2. the config file: `--config PATH`, or `fstore.toml` in the working
+//!    directory when it exists;
+//! 3. environment variables `FSTORE_<SECTION>__<KEY>`, e.g.
+//!    `FSTORE_SERVER__LISTEN=0.0.0.0:6566`. A value is read as TOML when it
+//!    parses as such (numbers, booleans) and as a string otherwise.
+//!
+//! Unknown keys are an error at every layer, so a typo never goes unnoticed.
+//! Variables named `FSTORE_TEST_*` belong to the test suite and are ignored here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub ingest: IngestConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the gRPC server listens on; also where the CLI's client
+    /// commands connect by default.
+    pub listen: SocketAddr,
+    /// Directory of `*.fdl` definition files. Relative paths in sources are
+    /// relative to it.
+    pub definitions_dir: PathBuf,
+    /// RocksDB lives here; the server owns it exclusively.
+    pub data_dir: PathBuf,
+    /// At start, load every parquet source whose views hold no data yet from
+    /// the source's own `path` (a fresh store, or a view whose definition
+    /// changed).
+    pub load_sources_on_start: bool,
+    /// Largest number of entity rows one GetOnlineFeatures request may ask for.
+    pub max_rows_per_request: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// RocksDB block cache, shared by all column families, in MiB.
+    pub block_cache_mb: usize,
+    /// RocksDB memtable size per column family, in MiB.
+    pub write_buffer_mb: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Rows per record batch read from Parquet: bounds ingest memory.
+    pub batch_rows: usize,
+    /// How many rejected-row reasons an ingest report carries.
+    pub max_sample_errors: usize,
+}
+
+impl Config {
+    /// The embedded defaults alone.
+    pub fn defaults() -> Config {
+        Self::from_layers(None, std::iter::empty()).expect("the embedded defaults are valid")
+    }
+
+    /// Defaults, then `file` (or `./fstore.toml` if present), then the process environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let file = match file {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from("fstore.toml")).filter(|p| p.exists()),
+        };
+        let text = match &file {
+            Some(path) => Some((
+                path.clone(),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?,
+            )),
+            None => None,
+        };
+        Self::from_layers(text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), std::env::vars())
+    }
+
+    fn from_layers(
+        file: Option<(&Path, &str)>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut merged: toml::Table = DEFAULTS.parse().context("parsing embedded defaults")?;
+        if let Some((path, text)) = file {
+            let table: toml::Table =
+                text.parse().with_context(|| format!("parsing config file {}", path.display()))?;
+            merge(&mut merged, table);
+        }
+        let mut overrides = toml::Table::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("FSTORE_") else { continue };
+            if rest.starts_with("TEST_") {
+                continue;
+            }
+            let Some((section, key)) = rest.split_once("__") else {
+                bail!("environment variable {name}: expected FSTORE_<SECTION>__<KEY>, e.g. FSTORE_SERVER__LISTEN");
+            };
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            overrides
+                .entry(section.to_ascii_lowercase())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .context("environment override of a non-table")?
+                .insert(key.to_ascii_lowercase(), parsed);
+        }
+        merge(&mut merged, overrides);
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.ingest.batch_rows == 0 {
+            bail!("ingest.batch_rows must be at least 1");
+        }
+        if self.server.max_rows_per_request == 0 {
+            bail!("server.max_rows_per_request must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Overlay `top` onto `base`, recursing into tables so a file may set one key
+/// of a section without repeating the others.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = Config::defaults();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:6566");
+        assert!(c.server.load_sources_on_start);
+    }
+
+    #[test]
+    fn file_then_env_override_in_order() {
+        let file = "[server]\nlisten = \"127.0.0.1:7000\"\ndata_dir = \"/tmp/x\"\n";
+        let c = Config::from_layers(
+            Some((Path::new("fstore.toml"), file)),
+            env(&[("FSTORE_SERVER__LISTEN", "127.0.0.1:7001"), ("FSTORE_INGEST__BATCH_ROWS", "100")]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 7001);
+        assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.ingest.batch_rows, 100);
+        assert_eq!(c.store.block_cache_mb, 256, "untouched keys keep their defaults");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::from_layers(Some((Path::new("f.toml"), "[server]\nlisten_addr = 1\n")), env(&[]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("listen_addr"), "{err:#}");
+        let err = Config::from_layers(None, env(&[("FSTORE_STORE__BLOCK_CACHE", "1")])).unwrap_err();
+        assert!(format!("{err:#}").contains("block_cache"), "{err:#}");
+        let err = Config::from_layers(None, env(&[("FSTORE_LISTEN", "x")])).unwrap_err();
+        assert!(format!("{err:#}").contains("FSTORE_<SECTION>__<KEY>"), "{err:#}");
+    }
+
+    #[test]
+    fn test_variables_are_ignored() {
+        assert!(Config::from_layers(None, env(&[("FSTORE_TEST_KAFKA", "127.0.0.1:9092")])).is_ok());
+    }
+}

@@ -1,0 +1,137 @@
+//! The running store: definitions, database and the live state that ties
+//! them together. Serving and ingest both work through an [`Engine`].
+//!
+//! Readers take two snapshots at the start of a request, the registry and
+//! the generation map, and hold them (as `Arc`s) until the response is built.
+//! A REPLACE publishes a new generation map and waits until no reader holds
+//! the old one before it deletes the old generation's data, so a request
+//! that started on the old snapshot finishes on it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ingest::IngestReport;
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Active generation per view fingerprint (absent = nothing loaded).
+pub type Generations = HashMap<u64, u32>;
+
+pub struct Engine {
+    pub config: Config,
+    pub store: Store,
+    registry: ArcSwap<Registry>,
+    generations: ArcSwap<Generations>,
+    /// One writer per source at a time: two loads of one source would race
+    /// for its views' generations.
+    source_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    status: Mutex<HashMap<String, SourceStatus>>,
+    started: Instant,
+}
+
+/// What GetStatus says of one source's batch loads.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SourceStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<Arc<IngestProgress>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ingest: Option<IngestReport>,
+}
+
+/// Live counters of a running load; the CLI polls them for its progress bar.
+#[derive(Debug, Default, Serialize)]
+pub struct IngestProgress {
+    pub mode: String,
+    pub files: Vec<String>,
+    pub rows_total: std::sync::atomic::AtomicU64,
+    pub rows_read: std::sync::atomic::AtomicU64,
+}
+
+impl Engine {
+    /// Check the definitions, open the store and read each view's generation.
+    pub fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
+        let registry = Registry::load(&config.server.definitions_dir)?;
+        let store = Store::open(&config.server.data_dir, &config.store)?;
+        let generations = store
+            .view_metas()?
+            .into_iter()
+            .filter(|(_, m)| m.generation > 0)
+            .map(|(fp, m)| (fp, m.generation))
+            .collect();
+        Ok(Arc::new(Engine {
+            config,
+            store,
+            registry: ArcSwap::from_pointee(registry),
+            generations: ArcSwap::from_pointee(generations),
+            source_locks: Mutex::default(),
+            status: Mutex::default(),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.load_full()
+    }
+
+    pub fn generations(&self) -> Arc<Generations> {
+        self.generations.load_full()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Hold this while writing to any view of `source`.
+    pub fn source_lock(&self, source: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.source_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(source.to_string()).or_default().clone()
+    }
+
+    /// Make new generations visible to readers; returns the map they replace.
+    pub fn publish_generations(&self, updates: &[(u64, u32)]) -> Arc<Generations> {
+        let mut next = (*self.generations.load_full()).clone();
+        for (fingerprint, generation) in updates {
+            next.insert(*fingerprint, *generation);
+        }
+        self.generations.swap(Arc::new(next))
+    }
+
+    /// Wait until no request holds `old` (or `timeout` passes). Requests hold
+    /// their snapshot for the microseconds to milliseconds a lookup takes.
+    pub fn wait_for_readers(old: Arc<Generations>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Arc::strong_count(&old) > 1 {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// A path named in a definition or an ingest request: relative paths are
+    /// relative to the definitions directory.
+    pub fn resolve_path(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.config.server.definitions_dir.join(p)
+        }
+    }
+
+    pub fn update_status(&self, source: &str, f: impl FnOnce(&mut SourceStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(status.entry(source.to_string()).or_default());
+    }
+
+    pub fn source_status(&self) -> HashMap<String, SourceStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

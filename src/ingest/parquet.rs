@@ -1,0 +1,553 @@
+//! Loading Parquet files into the views of a parquet source.
+//!
+//! 1. Expand the paths (files, globs, directories) and check every file's
+//!    schema before anything is written: a missing or incompatible column
+//!    fails the whole load with the file and column named.
+//! 2. Stream each file in record batches of `ingest.batch_rows` rows, reading
+//!    only the columns the views need, so memory stays bounded whatever the
+//!    file size.
+//! 3. Per batch: convert columns to the definitions' types, reject bad rows
+//!    (null key or event time, a value that does not fit), evaluate every
+//!    view's filter and features, and write the encoded rows in one RocksDB
+//!    write batch.
+//! 4. UPSERT writes into each view's active generation (newest event time
+//!    wins per key). REPLACE writes a new generation unlogged, flushes it,
+//!    switches all the source's views to it in one synced metadata write,
+//!    then deletes the old generation once no request reads it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{Field, Int64Type, Schema, TimestampMicrosecondType};
+use fstore_dsl::plan::{Source, SourceKind, ViewBody};
+use fstore_dsl::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use super::convert::{compatible, convert};
+use super::{IngestError, IngestReport};
+use crate::engine::{Engine, IngestProgress};
+use crate::registry::Registry;
+use crate::store::codec::{encode_row, ColumnRef};
+use crate::store::keys::{push_key_part, view_prefix, KeyPart};
+use crate::store::{Durability, LoadRecord, ViewMeta};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Upsert,
+    Replace,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Upsert => "upsert",
+            Mode::Replace => "replace",
+        }
+    }
+}
+
+/// Load `paths` (or, if empty, the source's own `path`) into every view of `source`.
+pub fn ingest(
+    engine: &Engine,
+    source: &str,
+    paths: &[String],
+    mode: Mode,
+) -> Result<IngestReport, IngestError> {
+    let started = Instant::now();
+    let registry = engine.registry();
+    let Some((source_index, source_def)) = registry.plan.source(source) else {
+        let known: Vec<_> = registry
+            .plan
+            .sources
+            .iter()
+            .filter(|s| matches!(s.kind, SourceKind::Parquet { .. }))
+            .map(|s| s.name.as_str())
+            .collect();
+        return Err(IngestError::Invalid(format!(
+            "unknown source `{source}`; parquet sources are: {}",
+            known.join(", ")
+        )));
+    };
+    let SourceKind::Parquet { path: own_path } = &source_def.kind else {
+        return Err(IngestError::Invalid(format!(
+            "source `{source}` is of type kafka; only parquet sources can be loaded from files"
+        )));
+    };
+    let views = registry.views_of_source(source_index);
+    if views.is_empty() {
+        return Err(IngestError::Invalid(format!(
+            "no view reads source `{source}`, so there is nothing to load"
+        )));
+    }
+    if let Some(&v) = views.iter().find(|&&v| registry.views[v].aggregating) {
+        return Err(IngestError::Unsupported(format!(
+            "view `{}` aggregates source `{source}`; backfilling aggregating views from Parquet is not supported yet",
+            registry.views[v].name
+        )));
+    }
+    let paths: Vec<String> = if paths.is_empty() { vec![own_path.clone()] } else { paths.to_vec() };
+    let files = expand_paths(engine, &paths)?;
+    let rows_total = check_schemas(&files, source_def)?;
+
+    let lock = engine.source_lock(source);
+    let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let progress = Arc::new(IngestProgress {
+        mode: mode.name().to_string(),
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        ..Default::default()
+    });
+    progress.rows_total.store(rows_total, Ordering::Relaxed);
+    engine.update_status(source, |s| s.in_progress = Some(progress.clone()));
+    let result = Load::new(engine, &registry, &views, mode).and_then(|mut load| {
+        let outcome = files.iter().try_for_each(|file| load.file(file, source_def, &progress));
+        match outcome {
+            Ok(()) => load.commit(&files),
+            Err(e) => {
+                load.abort();
+                Err(e)
+            }
+        }
+    });
+    engine.update_status(source, |s| s.in_progress = None);
+    let mut report = result?;
+    report.source = source.to_string();
+    report.duration_micros = started.elapsed().as_micros() as u64;
+    tracing::info!(
+        source,
+        mode = mode.name(),
+        rows_read = report.rows_read,
+        rows_written = report.rows_written,
+        rows_rejected = report.rows_rejected,
+        duration_ms = report.duration_micros / 1000,
+        "Parquet load finished."
+    );
+    let stored = report.clone();
+    engine.update_status(source, |s| s.last_ingest = Some(stored));
+    Ok(report)
+}
+
+/// Files named directly, by glob, or as a directory of `*.parquet`, sorted
+/// and without repeats. A path that matches nothing is an error.
+fn expand_paths(engine: &Engine, paths: &[String]) -> Result<Vec<PathBuf>, IngestError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let resolved = engine.resolve_path(path);
+        let pattern = if resolved.is_dir() { resolved.join("*.parquet") } else { resolved.clone() };
+        let pattern_text = pattern.to_string_lossy();
+        let matches = glob::glob(&pattern_text)
+            .map_err(|e| IngestError::Invalid(format!("bad glob `{path}`: {e}")))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect::<Vec<_>>();
+        if matches.is_empty() {
+            return Err(IngestError::Invalid(format!(
+                "no Parquet files match `{path}` (looked for {})",
+                pattern.display()
+            )));
+        }
+        files.extend(matches);
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Every needed column must exist with a compatible type in every file.
+/// Returns the total row count, for progress.
+fn check_schemas(files: &[PathBuf], source: &Source) -> Result<u64, IngestError> {
+    let mut problems = Vec::new();
+    let mut rows = 0u64;
+    for file in files {
+        let builder = match open(file) {
+            Ok(b) => b,
+            Err(e) => {
+                problems.push(format!("{}: {e:#}", file.display()));
+                continue;
+            }
+        };
+        rows += builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let schema = builder.schema();
+        for (field, ty) in &source.fields {
+            match schema.field_with_name(field) {
+                Err(_) => {
+                    let similar = schema
+                        .fields()
+                        .iter()
+                        .find(|f| f.name().eq_ignore_ascii_case(field))
+                        .map(|f| format!(" (it has `{}`: names are case-sensitive)", f.name()))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "{}: column `{field}` is missing; source `{}` needs it{similar}",
+                        file.display(),
+                        source.name
+                    ));
+                }
+                Ok(f) => {
+                    if let Some(ty) = ty {
+                        if !compatible(f.data_type(), *ty) {
+                            problems.push(format!(
+                                "{}: column `{field}` has type {}, which cannot be read as {ty}",
+                                file.display(),
+                                f.data_type()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(rows)
+    } else {
+        Err(IngestError::Invalid(format!("nothing was loaded: {}", problems.join("; "))))
+    }
+}
+
+fn open(file: &Path) -> anyhow::Result<ParquetRecordBatchReaderBuilder<File>> {
+    let f = File::open(file).context("opening file")?;
+    ParquetRecordBatchReaderBuilder::try_new(f).context("reading Parquet metadata")
+}
+
+/// One view being written by a load.
+struct Target {
+    view: usize,
+    fingerprint: u64,
+    generation: u32,
+    previous: ViewMeta,
+}
+
+struct Load<'a> {
+    engine: &'a Engine,
+    registry: &'a Registry,
+    mode: Mode,
+    targets: Vec<Target>,
+    report: IngestReport,
+    max_samples: usize,
+    batch_rows: usize,
+}
+
+impl<'a> Load<'a> {
+    fn new(
+        engine: &'a Engine,
+        registry: &'a Registry,
+        views: &[usize],
+        mode: Mode,
+    ) -> Result<Self, IngestError> {
+        let mut targets = Vec::new();
+        let mut pending = Vec::new();
+        for &view in views {
+            let fingerprint = registry.views[view].fingerprint;
+            let mut previous = engine.store.view_meta(fingerprint)?.unwrap_or_default();
+            previous.view = registry.views[view].name.clone();
+            let generation = match mode {
+                Mode::Upsert => previous.generation.max(1),
+                Mode::Replace => {
+                    let g = previous.generation.max(previous.pending_generation.unwrap_or(0)) + 1;
+                    let mut meta = previous.clone();
+                    meta.pending_generation = Some(g);
+                    pending.push((fingerprint, meta));
+                    g
+                }
+            };
+            targets.push(Target { view, fingerprint, generation, previous });
+        }
+        // Record the pending generations durably first, so that a crash
+        // during the load leaves a note that lets the next start delete them.
+        if !pending.is_empty() {
+            engine.store.put_view_metas(&pending)?;
+        }
+        Ok(Load {
+            engine,
+            registry,
+            mode,
+            targets,
+            report: IngestReport { mode: mode.name().into(), ..Default::default() },
+            max_samples: engine.config.ingest.max_sample_errors,
+            batch_rows: engine.config.ingest.batch_rows,
+        })
+    }
+
+    fn file(&mut self, file: &Path, source: &Source, progress: &IngestProgress) -> Result<(), IngestError> {
+        let builder = open(file).map_err(|e| IngestError::Invalid(format!("{}: {e:#}", file.display())))?;
+        let wanted: Vec<usize> =
+            source.fields.keys().filter_map(|name| builder.schema().index_of(name).ok()).collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(|e| IngestError::Invalid(format!("{}: {e}", file.display())))?;
+        let mut first_row = 0usize;
+        for batch in reader {
+            let batch = batch.map_err(|e| {
+                IngestError::Invalid(format!("{}: reading rows from {first_row} on: {e}", file.display()))
+            })?;
+            let n = batch.num_rows();
+            self.batch(file, first_row, &batch, source)?;
+            first_row += n;
+            progress.rows_read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.report.files.push(file.display().to_string());
+        Ok(())
+    }
+
+    fn reject(&mut self, rejects: &mut BTreeMap<usize, String>, row: usize, reason: String) {
+        rejects.entry(row).or_insert(reason);
+    }
+
+    fn batch(
+        &mut self,
+        file: &Path,
+        first_row: usize,
+        batch: &RecordBatch,
+        source: &Source,
+    ) -> Result<(), IngestError> {
+        let rows = batch.num_rows();
+        self.report.rows_read += rows as u64;
+        let mut rejects: BTreeMap<usize, String> = BTreeMap::new();
+
+        // Columns as the definitions' types.
+        let mut fields = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (name, ty) in &source.fields {
+            let column = batch
+                .column_by_name(name)
+                .with_context(|| format!("column `{name}` vanished from {}", file.display()))?;
+            let column = match ty {
+                None => column.clone(),
+                Some(ty) => {
+                    let (converted, misfits) = convert(column, *ty).map_err(|e| {
+                        IngestError::Invalid(format!(
+                            "{}: column `{name}` has type {}, which cannot be read as {}",
+                            file.display(),
+                            e.found,
+                            e.expected
+                        ))
+                    })?;
+                    for (row, why) in misfits {
+                        self.reject(&mut rejects, row, format!("column `{name}`: {why}"));
+                    }
+                    converted
+                }
+            };
+            fields.push(Field::new(name, column.data_type().clone(), true));
+            columns.push(column);
+        }
+        let typed =
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).context("assembling a batch")?;
+
+        let timestamps = typed
+            .column_by_name(&source.timestamp_field)
+            .context("the timestamp field is always read")?
+            .as_primitive::<TimestampMicrosecondType>()
+            .clone();
+        for row in 0..rows {
+            if timestamps.is_null(row) {
+                let reason = format!("event time `{}` is null", source.timestamp_field);
+                self.reject(&mut rejects, row, reason);
+            }
+        }
+
+        // Evaluate every view over the whole batch; rejected rows are skipped when writing.
+        let mut evaluated = Vec::with_capacity(self.targets.len());
+        for target in &self.targets {
+            let view = &self.registry.plan.views[target.view];
+            let entity = &self.registry.plan.entities[view.entity];
+            let mut keys = Vec::new();
+            for (key, field) in entity.keys.iter().zip(&view.key_fields) {
+                let column = typed.column_by_name(field).context("key fields are always read")?.clone();
+                for row in 0..rows {
+                    if column.is_null(row) {
+                        rejects
+                            .entry(row)
+                            .or_insert_with(|| format!("key `{}` (field `{field}`) is null", key.name));
+                    }
+                }
+                keys.push((key.ty, column));
+            }
+            let filter = match &view.filter {
+                Some(f) => Some(fstore_dsl::eval(f, &typed).context("evaluating a view filter")?),
+                None => None,
+            };
+            let ViewBody::Row { features } = &view.body else {
+                return Err(IngestError::Unsupported("aggregating view".into()));
+            };
+            let mut values = Vec::with_capacity(features.len());
+            for f in features {
+                let array = fstore_dsl::eval(&f.expr, &typed)
+                    .with_context(|| format!("evaluating feature `{}.{}`", view.name, f.name))?;
+                values.push((f.ty, array));
+            }
+            evaluated.push((keys, filter, values));
+        }
+
+        // Encode each surviving row for every view that keeps it; a row that
+        // fails to encode in any view is rejected from all of them.
+        let mut writes = self.engine.store.row_batch();
+        let prepared: Vec<_> = evaluated
+            .iter()
+            .map(|(keys, filter, values)| {
+                let refs = values.iter().map(|(ty, a)| ColumnRef::new(a, *ty)).collect::<Result<Vec<_>, _>>();
+                (keys, filter.as_ref().map(|f| f.as_boolean().clone()), refs)
+            })
+            .collect();
+        let mut key = Vec::with_capacity(64);
+        let mut encoded: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(self.targets.len());
+        for row in 0..rows {
+            if rejects.contains_key(&row) {
+                continue;
+            }
+            encoded.clear();
+            let event_time = timestamps.value(row);
+            let mut failure = None;
+            for (target, (keys, filter, refs)) in self.targets.iter().zip(&prepared) {
+                if filter.as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
+                    continue;
+                }
+                let refs = refs.as_ref().map_err(|e| anyhow::anyhow!("evaluated feature {e}"))?;
+                key.clear();
+                key.extend_from_slice(&view_prefix(target.fingerprint, target.generation));
+                for (ty, column) in keys.iter() {
+                    let part = match ty {
+                        DataType::Int64 => KeyPart::Int(column.as_primitive::<Int64Type>().value(row)),
+                        _ => KeyPart::Str(column.as_string::<i32>().value(row)),
+                    };
+                    push_key_part(&mut key, part);
+                }
+                let mut value = Vec::with_capacity(64);
+                if let Err(why) = encode_row(event_time, refs, row, &mut value) {
+                    failure = Some(why);
+                    break;
+                }
+                encoded.push((key.clone(), value));
+            }
+            match failure {
+                Some(why) => {
+                    rejects.insert(row, why);
+                }
+                None if encoded.is_empty() => {}
+                None => {
+                    for (k, v) in &encoded {
+                        writes.upsert(k, v);
+                    }
+                    self.report.rows_written += 1;
+                }
+            }
+        }
+        if !writes.is_empty() {
+            let durability = match self.mode {
+                Mode::Replace => Durability::FlushBeforeCommit,
+                Mode::Upsert => Durability::Wal,
+            };
+            self.engine.store.write_rows(writes, durability)?;
+        }
+        self.report.rows_rejected += rejects.len() as u64;
+        for (row, why) in rejects {
+            if self.report.sample_errors.len() >= self.max_samples {
+                break;
+            }
+            self.report.sample_errors.push(format!("{} row {}: {why}", file.display(), first_row + row));
+        }
+        Ok(())
+    }
+
+    /// Make the load visible: one synced metadata write for all views.
+    fn commit(mut self, files: &[PathBuf]) -> Result<IngestReport, IngestError> {
+        if self.mode == Mode::Replace {
+            self.engine.store.flush_rows()?;
+        }
+        let now = crate::now_micros();
+        let record = LoadRecord {
+            mode: self.mode.name().into(),
+            finished_at_micros: now,
+            rows_written: self.report.rows_written,
+            rows_rejected: self.report.rows_rejected,
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+        };
+        let metas: Vec<(u64, ViewMeta)> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let mut meta = t.previous.clone();
+                meta.generation = t.generation;
+                meta.pending_generation = None;
+                meta.last_load = Some(record.clone());
+                (t.fingerprint, meta)
+            })
+            .collect();
+        self.engine.store.put_view_metas(&metas)?;
+        let updates: Vec<(u64, u32)> = self.targets.iter().map(|t| (t.fingerprint, t.generation)).collect();
+        let old = self.engine.publish_generations(&updates);
+        if self.mode == Mode::Replace {
+            // Readers that started on the old snapshot finish on it; then its
+            // data goes. If a reader is stuck past the timeout, the space is
+            // reclaimed at the next start instead.
+            if Engine::wait_for_readers(old, Duration::from_secs(30)) {
+                for t in &self.targets {
+                    self.engine.store.delete_generations(t.fingerprint, 0, t.generation)?;
+                }
+            } else {
+                tracing::warn!(
+                    "Readers held the old snapshot for 30 s; its space is reclaimed at the next start."
+                );
+            }
+        }
+        self.targets.clear();
+        Ok(std::mem::take(&mut self.report))
+    }
+
+    /// Throw away a REPLACE that failed part-way: readers never saw it.
+    fn abort(&mut self) {
+        if self.mode != Mode::Replace {
+            return;
+        }
+        for t in &self.targets {
+            let result = self
+                .engine
+                .store
+                .delete_generations(t.fingerprint, t.generation, t.generation + 1)
+                .and_then(|()| self.engine.store.put_view_metas(&[(t.fingerprint, t.previous.clone())]));
+            if let Err(e) = result {
+                tracing::error!(view = %t.previous.view, error = %e, "Cleaning up a failed load; the next start retries.");
+            }
+        }
+    }
+}
+
+/// At start, load every parquet source that has a view with no data yet
+/// from the source's own path. Failures are logged; the server serves anyway.
+pub fn load_empty_sources(engine: &Engine) {
+    let registry = engine.registry();
+    let generations = engine.generations();
+    for (index, source) in registry.plan.sources.iter().enumerate() {
+        if !matches!(source.kind, SourceKind::Parquet { .. }) {
+            continue;
+        }
+        let views = registry.views_of_source(index);
+        let empty = views.iter().any(|&v| {
+            !registry.views[v].aggregating && !generations.contains_key(&registry.views[v].fingerprint)
+        });
+        if !empty {
+            continue;
+        }
+        match ingest(engine, &source.name, &[], Mode::Replace) {
+            Ok(report) if report.rows_rejected > 0 => tracing::warn!(
+                source = %source.name,
+                rows_rejected = report.rows_rejected,
+                first = report.sample_errors.first().map(String::as_str).unwrap_or(""),
+                "Initial load rejected some rows."
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(source = %source.name, error = %e, "Initial load failed; the source's views stay empty.")
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The checked definitions the server runs on, with everything a request
+//! needs resolved once per definitions version: each view's fingerprint and
+//! feature types, each feature service's columns and required key columns.
+//! A request never walks the plan to find a name.
+//!
+//! The server holds the current registry behind an atomic pointer, so a
+//! request sees one definitions version from start to finish.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fstore_dsl::plan::{FeatureRef, Plan, ViewBody};
+use fstore_dsl::{DataType, SourceFile};
+use xxhash_rust::xxh64::xxh64;
+
+use crate::store::codec;
+
+/// Definitions that failed `check`, rendered for humans.
+#[derive(Debug, thiserror::Error)]
+#[error("{count} error(s) in the definitions:\n{rendered}")]
+pub struct DefinitionErrors {
+    pub count: usize,
+    pub rendered: String,
+}
+
+/// Per view, what serving and ingest need at hand.
+#[derive(Clone, Debug)]
+pub struct ViewInfo {
+    pub name: String,
+    /// Identifies the definition that computes this view's values; part of every key.
+    pub fingerprint: u64,
+    /// Feature types in declaration order: the stored row layout.
+    pub feature_types: Vec<DataType>,
+    pub feature_names: Vec<String>,
+    /// Entity key column names, in the entity's order.
+    pub key_names: Vec<String>,
+    pub ttl: Option<Duration>,
+    pub aggregating: bool,
+}
+
+/// A resolved feature selection: the columns of a response and how to fill them.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// Response columns in order: (`view.feature`, view index, feature index).
+    pub columns: Vec<Column>,
+    /// Each view read once, with the columns it fills.
+    pub views: Vec<ViewRead>,
+    /// Key columns the request must carry, with their types, sorted by name.
+    pub keys: BTreeMap<String, DataType>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub feature: FeatureRef,
+    pub ty: DataType,
+}
+
+#[derive(Clone, Debug)]
+pub struct ViewRead {
+    pub view: usize,
+    /// (feature index within the view, response column index)
+    pub features: Vec<(usize, usize)>,
+}
+
+pub struct Registry {
+    pub plan: Plan,
+    pub views: Vec<ViewInfo>,
+    pub services: HashMap<String, Arc<Selection>>,
+    pub files: Vec<SourceFile>,
+}
+
+impl Registry {
+    /// Read and check every `*.fdl` file in `dir`.
+    pub fn load(dir: &Path) -> anyhow::Result<Registry> {
+        let files = fstore_dsl::load_dir(dir)
+            .map_err(|e| anyhow::anyhow!("reading definitions directory {}: {e}", dir.display()))?;
+        if files.is_empty() {
+            anyhow::bail!("no .fdl files in the definitions directory {}", dir.display());
+        }
+        Ok(Self::from_files(files)?)
+    }
+
+    pub fn from_files(files: Vec<SourceFile>) -> Result<Registry, DefinitionErrors> {
+        let plan = fstore_dsl::check(&files).map_err(|diags| DefinitionErrors {
+            count: diags.len(),
+            rendered: fstore_dsl::render(&diags, &files),
+        })?;
+        Ok(Self::from_plan(plan, files))
+    }
+
+    pub fn from_plan(plan: Plan, files: Vec<SourceFile>) -> Registry {
+        let views: Vec<ViewInfo> = (0..plan.views.len()).map(|i| view_info(&plan, i)).collect();
+        let mut registry = Registry { plan, views, services: HashMap::new(), files };
+        let services: HashMap<String, Arc<Selection>> = registry
+            .plan
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), Arc::new(registry.select(&s.features))))
+            .collect();
+        registry.services = services;
+        registry
+    }
+
+    /// Resolve `view.feature` / `view.*` references, in order, without duplicates.
+    pub fn resolve_refs(&self, refs: &[String]) -> Result<Selection, String> {
+        if refs.is_empty() {
+            return Err("the request names no features: set feature_service or features.refs".into());
+        }
+        let mut out: Vec<FeatureRef> = Vec::new();
+        for reference in refs {
+            let Some((view_name, feature)) = reference.split_once('.') else {
+                return Err(format!(
+                    "feature reference `{reference}` must have the form view.feature or view.*"
+                ));
+            };
+            let Some((view, def)) = self.plan.view(view_name) else {
+                return Err(format!("unknown view `{view_name}` in feature reference `{reference}`"));
+            };
+            let picked: Vec<FeatureRef> = if feature == "*" {
+                (0..def.feature_names().len()).map(|feature| FeatureRef { view, feature }).collect()
+            } else {
+                let Some(feature) = def.feature_index(feature) else {
+                    return Err(format!(
+                        "unknown feature `{feature}` of view `{view_name}` in reference `{reference}`"
+                    ));
+                };
+                vec![FeatureRef { view, feature }]
+            };
+            for r in picked {
+                if out.contains(&r) {
+                    return Err(format!(
+                        "feature reference `{reference}` repeats a feature already requested"
+                    ));
+                }
+                out.push(r);
+            }
+        }
+        Ok(self.select(&out))
+    }
+
+    fn select(&self, features: &[FeatureRef]) -> Selection {
+        let mut columns = Vec::with_capacity(features.len());
+        let mut views: Vec<ViewRead> = Vec::new();
+        let mut keys = BTreeMap::new();
+        for (column, r) in features.iter().enumerate() {
+            let info = &self.views[r.view];
+            columns.push(Column {
+                name: format!("{}.{}", info.name, info.feature_names[r.feature]),
+                feature: *r,
+                ty: info.feature_types[r.feature],
+            });
+            match views.iter_mut().find(|v| v.view == r.view) {
+                Some(read) => read.features.push((r.feature, column)),
+                None => views.push(ViewRead { view: r.view, features: vec![(r.feature, column)] }),
+            }
+            let entity = &self.plan.entities[self.plan.views[r.view].entity];
+            for key in &entity.keys {
+                keys.insert(key.name.clone(), key.ty);
+            }
+        }
+        Selection { columns, views, keys }
+    }
+
+    /// Views that read the named source.
+    pub fn views_of_source(&self, source: usize) -> Vec<usize> {
+        (0..self.plan.views.len()).filter(|&v| self.plan.views[v].source == source).collect()
+    }
+}
+
+/// The fingerprint covers everything that decides which values a view
+/// stores and how they are laid out: entity keys, source and key fields,
+/// filter, features with types and expressions, aggregation settings, and
+/// the value format. It leaves out what only affects reading (the ttl).
+pub fn fingerprint(plan: &Plan, view: usize) -> u64 {
+    use std::fmt::Write;
+    let v = &plan.views[view];
+    let entity = &plan.entities[v.entity];
+    let source = &plan.sources[v.source];
+    let mut text = format!("fstore-view/v1 format={} view={}\n", codec::FORMAT_VERSION, v.name);
+    let _ = writeln!(text, "entity={}", entity.name);
+    for (key, field) in entity.keys.iter().zip(&v.key_fields) {
+        let _ = writeln!(text, "key {}:{} <- {}", key.name, key.ty, field);
+    }
+    let _ = writeln!(text, "source={} timestamp={}", source.name, source.timestamp_field);
+    if let Some(filter) = &v.filter {
+        let _ = writeln!(text, "filter={filter}");
+    }
+    match &v.body {
+        ViewBody::Row { features } => {
+            for f in features {
+                let _ = writeln!(text, "row {}:{} = {}", f.name, f.ty, f.expr);
+            }
+        }
+        ViewBody::Aggregating { resolution, features } => {
+            let _ = writeln!(text, "resolution={}s", resolution.as_secs());
+            for f in features {
+                let _ = write!(text, "agg {}:{} = {:?}(", f.name, f.ty, f.func);
+                if let Some(arg) = &f.arg {
+                    let _ = write!(text, "{arg}");
+                }
+                let _ = write!(text, ")");
+                if let Some(w) = f.window {
+                    let _ = write!(text, " over {}s", w.as_secs());
+                }
+                if let Some(c) = &f.condition {
+                    let _ = write!(text, " where {c}");
+                }
+                text.push('\n');
+            }
+        }
+    }
+    xxh64(text.as_bytes(), 0)
+}
+
+fn view_info(plan: &Plan, view: usize) -> ViewInfo {
+    let v = &plan.views[view];
+    let features = v.feature_names();
+    ViewInfo {
+        name: v.name.clone(),
+        fingerprint: fingerprint(plan, view),
+        feature_types: features.iter().map(|(_, t)| *t).collect(),
+        feature_names: features.iter().map(|(n, _)| n.to_string()).collect(),
+        key_names: plan.entities[v.entity].keys.iter().map(|k| k.name.clone()).collect(),
+        ttl: v.ttl,
+        aggregating: v.is_aggregating(),
+    }
+}

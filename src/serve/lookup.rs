@@ -1,0 +1,219 @@
+//! `GetOnlineFeatures`: validate the request against the resolved selection,
+//! read each view once with a batched multi-get, and fill the column-major
+//! response straight from the stored bytes.
+
+use std::collections::HashMap;
+
+use fstore_dsl::DataType;
+use tonic::Status;
+
+use crate::engine::Engine;
+use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
+use crate::registry::Selection;
+use crate::store::codec::decode_row;
+use crate::store::keys::{push_key_part, view_prefix, KeyPart};
+
+pub fn get_online_features(
+    engine: &Engine,
+    request: proto::GetOnlineFeaturesRequest,
+) -> Result<proto::GetOnlineFeaturesResponse, Status> {
+    let registry = engine.registry();
+    let generations = engine.generations();
+    let resolved;
+    let selection: &Selection = match &request.selector {
+        Some(Selector::FeatureService(name)) => match registry.services.get(name) {
+            Some(s) => s,
+            None => {
+                let mut names: Vec<_> = registry.services.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                return Err(Status::invalid_argument(format!(
+                    "unknown feature service `{name}`; known services: {}",
+                    names.join(", ")
+                )));
+            }
+        },
+        Some(Selector::Features(refs)) => {
+            resolved = registry.resolve_refs(&refs.refs).map_err(Status::invalid_argument)?;
+            &resolved
+        }
+        None => {
+            return Err(Status::invalid_argument(
+                "the request names no features: set feature_service or features",
+            ))
+        }
+    };
+    let rows = check_entities(&request.entities, selection, engine.config.server.max_rows_per_request)?;
+
+    let mut columns: Vec<proto::FeatureColumn> = selection
+        .columns
+        .iter()
+        .map(|c| proto::FeatureColumn {
+            name: c.name.clone(),
+            values: Vec::with_capacity(rows),
+            statuses: Vec::with_capacity(rows),
+            event_timestamps_micros: Vec::with_capacity(rows),
+        })
+        .collect();
+    if rows == 0 {
+        return Ok(proto::GetOnlineFeaturesResponse { features: columns });
+    }
+    let now = crate::now_micros();
+
+    for read in &selection.views {
+        let info = &registry.views[read.view];
+        let not_found = |columns: &mut Vec<proto::FeatureColumn>| {
+            for &(_, column) in &read.features {
+                let c = &mut columns[column];
+                c.values.resize(rows, proto::Value::default());
+                c.statuses.resize(rows, FieldStatus::NotFound as i32);
+                c.event_timestamps_micros.resize(rows, 0);
+            }
+        };
+        // Aggregating views are served by the streaming engine; until it
+        // holds state for them, nothing is stored.
+        let generation = generations.get(&info.fingerprint).copied().filter(|_| !info.aggregating);
+        let Some(generation) = generation else {
+            not_found(&mut columns);
+            continue;
+        };
+        let prefix = view_prefix(info.fingerprint, generation);
+        let key_columns: Vec<&[proto::Value]> =
+            info.key_names.iter().map(|k| request.entities[k].values.as_slice()).collect();
+        let keys: Vec<Vec<u8>> = (0..rows)
+            .map(|row| {
+                let mut key = Vec::with_capacity(32);
+                key.extend_from_slice(&prefix);
+                for column in &key_columns {
+                    push_key_part(&mut key, key_part(&column[row]));
+                }
+                key
+            })
+            .collect();
+        let ttl_micros = info.ttl.map(|t| t.as_micros().min(i64::MAX as u128) as i64);
+        for (row, found) in engine.store.multi_get_rows(&keys).into_iter().enumerate() {
+            let found = found.map_err(|e| {
+                tracing::error!(view = %info.name, error = %e, "RocksDB read failed.");
+                Status::internal(format!("reading view `{}` failed", info.name))
+            })?;
+            let Some(bytes) = found else {
+                for &(_, column) in &read.features {
+                    let c = &mut columns[column];
+                    c.values.push(proto::Value::default());
+                    c.statuses.push(FieldStatus::NotFound as i32);
+                    c.event_timestamps_micros.push(0);
+                }
+                continue;
+            };
+            let decoded = decode_row(&bytes, &info.feature_types).map_err(|e| {
+                tracing::error!(view = %info.name, row, error = %e, "Stored row does not decode.");
+                Status::internal(format!("a stored row of view `{}` is corrupt", info.name))
+            })?;
+            let expired = ttl_micros.is_some_and(|ttl| now.saturating_sub(decoded.event_time) > ttl);
+            let mut values = decoded.values;
+            for &(feature, column) in &read.features {
+                let value = std::mem::take(&mut values[feature]);
+                let (value, status) = if expired {
+                    (proto::Value::default(), FieldStatus::OutsideMaxAge)
+                } else if value.kind.is_none() {
+                    (value, FieldStatus::NullValue)
+                } else {
+                    (value, FieldStatus::Present)
+                };
+                let c = &mut columns[column];
+                c.values.push(value);
+                c.statuses.push(status as i32);
+                c.event_timestamps_micros.push(decoded.event_time);
+            }
+        }
+    }
+    Ok(proto::GetOnlineFeaturesResponse { features: columns })
+}
+
+fn key_part(value: &proto::Value) -> KeyPart<'_> {
+    match &value.kind {
+        Some(Kind::Int64Value(v)) => KeyPart::Int(*v),
+        Some(Kind::StringValue(s)) => KeyPart::Str(s),
+        // check_entities admits only the two kinds above.
+        _ => unreachable!("entity key values are validated before lookup"),
+    }
+}
+
+/// Every needed key column present, no others, equal lengths, right types,
+/// no nulls. Returns the number of rows.
+fn check_entities(
+    entities: &HashMap<String, proto::Values>,
+    selection: &Selection,
+    max_rows: usize,
+) -> Result<usize, Status> {
+    let needed: Vec<&str> = selection.keys.keys().map(String::as_str).collect();
+    for name in &needed {
+        if !entities.contains_key(*name) {
+            return Err(Status::invalid_argument(format!(
+                "missing entity key column `{name}`; this request needs: {}",
+                needed.join(", ")
+            )));
+        }
+    }
+    let mut extra: Vec<&str> =
+        entities.keys().map(String::as_str).filter(|k| !selection.keys.contains_key(*k)).collect();
+    if !extra.is_empty() {
+        extra.sort_unstable();
+        return Err(Status::invalid_argument(format!(
+            "unexpected entity key column `{}`; this request needs: {}",
+            extra[0],
+            needed.join(", ")
+        )));
+    }
+    let mut rows = None;
+    for (name, ty) in &selection.keys {
+        let values = &entities[name].values;
+        match rows {
+            None => rows = Some((name, values.len())),
+            Some((first, n)) if n != values.len() => {
+                return Err(Status::invalid_argument(format!(
+                    "entity key columns differ in length: `{first}` has {n} values, `{name}` has {}",
+                    values.len()
+                )))
+            }
+            Some(_) => {}
+        }
+        for (i, value) in values.iter().enumerate() {
+            let ok = matches!(
+                (ty, &value.kind),
+                (DataType::Int64, Some(Kind::Int64Value(_))) | (DataType::String, Some(Kind::StringValue(_)))
+            );
+            if !ok {
+                let found = match &value.kind {
+                    None => "null".to_string(),
+                    Some(kind) => kind_name(kind).to_string(),
+                };
+                return Err(Status::invalid_argument(format!(
+                    "entity key `{name}` value {i} is {found}; `{name}` is {ty}"
+                )));
+            }
+        }
+    }
+    let rows = rows.map_or(0, |(_, n)| n);
+    if rows > max_rows {
+        return Err(Status::invalid_argument(format!(
+            "the request has {rows} entity rows; the limit is {max_rows} (server.max_rows_per_request)"
+        )));
+    }
+    Ok(rows)
+}
+
+pub fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::BoolValue(_) => "a bool",
+        Kind::Int64Value(_) => "an int64",
+        Kind::Float32Value(_) => "a float32",
+        Kind::Float64Value(_) => "a float64",
+        Kind::StringValue(_) => "a string",
+        Kind::BytesValue(_) => "bytes",
+        Kind::TimestampMicros(_) => "a timestamp",
+        Kind::Float32List(_) => "an array<float32>",
+        Kind::Float64List(_) => "an array<float64>",
+        Kind::Int64List(_) => "an array<int64>",
+        Kind::StringList(_) => "an array<string>",
+    }
+}

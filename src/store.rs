@@ -1,0 +1,354 @@
+//! Storage in RocksDB: key layout ([`keys`]), value encoding ([`codec`]) and
+//! the [`Store`] that owns the database.
+//!
+//! Column families:
+//! - `rows`: the latest row per entity for every row view, keyed as
+//!   described in [`keys`]. Writes are RocksDB merges resolved by the
+//!   `newest_row` operator (greatest event time wins, ties go to the later
+//!   write), so ingest never reads before it writes and concurrent writers of
+//!   one key cannot lose a newer row to an older one.
+//! - `meta`: one JSON record per view fingerprint ([`ViewMeta`]): the active
+//!   generation, a generation being loaded, and the last load.
+//!
+//! What is atomic: a REPLACE writes a whole new generation beside the active
+//! one, flushes it, then switches every affected view's active generation in
+//! one synced write to `meta`. Readers see the old generation or the new one.
+//! A crash before the switch leaves a `pending_generation` that [`Store::open`]
+//! deletes; a crash after it leaves old generations that open also deletes.
+//!
+//! This module never decides *what* to write (that is ingest's job) and never
+//! speaks gRPC.
+
+pub mod codec;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBPinnableSlice, MergeOperands, Options, WriteBatch,
+    WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::StoreConfig;
+
+const CF_ROWS: &str = "rows";
+const CF_META: &str = "meta";
+
+/// What the store remembers about one view (by fingerprint).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ViewMeta {
+    /// The view's name when this record was last written (for humans).
+    pub view: String,
+    /// Generation readers use; 0 = nothing loaded yet.
+    pub generation: u32,
+    /// A REPLACE in progress (or interrupted by a crash) writes here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_generation: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_load: Option<LoadRecord>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadRecord {
+    pub mode: String,
+    pub finished_at_micros: i64,
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    pub files: Vec<String>,
+}
+
+pub struct Store {
+    db: DB,
+}
+
+impl Store {
+    /// Open (or create) the database under `dir` and clean up after any
+    /// interrupted REPLACE.
+    pub fn open(dir: &Path, config: &StoreConfig) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+        let cache = Cache::new_lru_cache(config.block_cache_mb << 20);
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(2);
+
+        let mut rows = Options::default();
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        // Point lookups dominate: a whole-key bloom filter skips files that
+        // cannot hold the key; keeping filter and index blocks in the cache
+        // bounds memory by the cache size.
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_format_version(5);
+        rows.set_block_based_table_factory(&table);
+        rows.set_write_buffer_size(config.write_buffer_mb << 20);
+        rows.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        rows.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
+        rows.set_merge_operator("newest_row", newest_row_full_merge, newest_row_partial_merge);
+
+        let meta = Options::default();
+        let cfs =
+            vec![ColumnFamilyDescriptor::new(CF_ROWS, rows), ColumnFamilyDescriptor::new(CF_META, meta)];
+        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)
+            .with_context(|| format!("opening RocksDB at {}", dir.display()))?;
+        let store = Store { db };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Delete what an interrupted REPLACE left behind: the pending generation
+    /// (never switched to) and generations older than the active one
+    /// (switched away from, but not yet deleted when the process stopped).
+    fn recover(&self) -> anyhow::Result<()> {
+        for (fingerprint, mut meta) in self.view_metas()? {
+            if let Some(pending) = meta.pending_generation.take() {
+                tracing::warn!(view = %meta.view, generation = pending, "Discarding a REPLACE load that did not finish.");
+                self.delete_generations(fingerprint, pending, pending.saturating_add(1))?;
+                self.put_view_metas(&[(fingerprint, meta.clone())])?;
+            }
+            if meta.generation > 1 {
+                self.delete_generations(fingerprint, 0, meta.generation)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every view record, by fingerprint.
+    pub fn view_metas(&self) -> anyhow::Result<HashMap<u64, ViewMeta>> {
+        let mut out = HashMap::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), b"view/") {
+            let (key, value) = item.context("reading view metadata")?;
+            let Some(hex) = key.strip_prefix(b"view/") else { break };
+            let fingerprint = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .context("corrupt view metadata key")?;
+            let meta: ViewMeta = serde_json::from_slice(&value).context("corrupt view metadata")?;
+            out.insert(fingerprint, meta);
+        }
+        Ok(out)
+    }
+
+    pub fn view_meta(&self, fingerprint: u64) -> anyhow::Result<Option<ViewMeta>> {
+        let raw = self.db.get_cf(self.cf(CF_META), meta_key(fingerprint)).context("reading view metadata")?;
+        raw.map(|r| serde_json::from_slice(&r).context("corrupt view metadata")).transpose()
+    }
+
+    /// Switch several views at once (one synced write): the heart of REPLACE.
+    pub fn put_view_metas(&self, metas: &[(u64, ViewMeta)]) -> anyhow::Result<()> {
+        let mut batch = WriteBatch::default();
+        for (fingerprint, meta) in metas {
+            batch.put_cf(self.cf(CF_META), meta_key(*fingerprint), serde_json::to_vec(meta)?);
+        }
+        self.write(batch, Durability::Sync)
+    }
+
+    /// A batch of row writes under construction.
+    pub fn row_batch(&self) -> RowBatch<'_> {
+        RowBatch { cf: self.cf(CF_ROWS), batch: WriteBatch::default() }
+    }
+
+    pub fn write_rows(&self, rows: RowBatch<'_>, durability: Durability) -> anyhow::Result<()> {
+        self.write(rows.batch, durability)
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> anyhow::Result<()> {
+        let mut opts = WriteOptions::default();
+        match durability {
+            Durability::Sync => opts.set_sync(true),
+            Durability::Wal => {}
+            Durability::FlushBeforeCommit => opts.disable_wal(true),
+        }
+        self.db.write_opt(batch, &opts).context("writing to RocksDB")
+    }
+
+    /// Make every write so far durable, including [`Durability::FlushBeforeCommit`] ones.
+    pub fn flush_rows(&self) -> anyhow::Result<()> {
+        self.db.flush_cf(self.cf(CF_ROWS)).context("flushing rows to disk")
+    }
+
+    /// Delete generations `[from, to)` of one view and let compaction reclaim the space.
+    pub fn delete_generations(&self, fingerprint: u64, from: u32, to: u32) -> anyhow::Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let start = keys::view_prefix(fingerprint, from);
+        let end = keys::view_prefix(fingerprint, to);
+        let cf = self.cf(CF_ROWS);
+        self.db.delete_range_cf(cf, start, end).context("deleting an old generation")?;
+        self.db.compact_range_cf(cf, Some(start), Some(end));
+        Ok(())
+    }
+
+    /// Point-read many row keys at once (RocksDB batched multi-get).
+    pub fn multi_get_rows(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> Vec<Result<Option<DBPinnableSlice<'_>>, rocksdb::Error>> {
+        self.db.batched_multi_get_cf(self.cf(CF_ROWS), keys, false)
+    }
+
+    /// How many rows one generation of one view holds (a full scan of that
+    /// range: for tests and diagnostics, not for the request path).
+    pub fn count_rows(&self, fingerprint: u64, generation: u32) -> anyhow::Result<usize> {
+        let prefix = keys::view_prefix(fingerprint, generation);
+        let mut count = 0;
+        for item in self.db.prefix_iterator_cf(self.cf(CF_ROWS), prefix) {
+            let (key, _) = item.context("scanning rows")?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// RocksDB's own figures, for status and metrics.
+    pub fn property(&self, name: &str) -> Option<u64> {
+        self.db.property_int_value_cf(self.cf(CF_ROWS), name).ok().flatten()
+    }
+}
+
+/// How hard a write must be made durable before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Through the write-ahead log and fsynced.
+    Sync,
+    /// Through the write-ahead log (survives a process crash, not a power loss).
+    Wal,
+    /// Not logged: the caller flushes ([`Store::flush_rows`]) before it commits
+    /// anything that depends on these writes. Bulk loads use it.
+    FlushBeforeCommit,
+}
+
+pub struct RowBatch<'a> {
+    cf: &'a rocksdb::ColumnFamily,
+    batch: WriteBatch,
+}
+
+impl RowBatch<'_> {
+    /// Upsert an encoded row: it replaces the stored one only if its event
+    /// time is at least as great.
+    pub fn upsert(&mut self, key: &[u8], encoded_row: &[u8]) {
+        self.batch.merge_cf(self.cf, key, encoded_row);
+    }
+
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+fn meta_key(fingerprint: u64) -> String {
+    format!("view/{fingerprint:016x}")
+}
+
+/// Pick the newest of the existing value and the operands; on equal event
+/// times the later operand wins (arrival order). A value too short to carry
+/// an event time (corruption) never wins over a good one.
+fn newest<'a>(existing: Option<&'a [u8]>, operands: &'a MergeOperands) -> Option<&'a [u8]> {
+    let mut best: Option<(&[u8], i64)> = existing.and_then(|v| codec::event_time_of(v).map(|t| (v, t)));
+    for op in operands {
+        if let Some(t) = codec::event_time_of(op) {
+            if best.is_none_or(|(_, bt)| t >= bt) {
+                best = Some((op, t));
+            }
+        }
+    }
+    best.map(|(v, _)| v).or(existing)
+}
+
+fn newest_row_full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    newest(existing, operands).map(<[u8]>::to_vec)
+}
+
+fn newest_row_partial_merge(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
+    newest(existing, operands).map(<[u8]>::to_vec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn row(event_time: i64, payload: u8) -> Vec<u8> {
+        let mut v = vec![codec::FORMAT_VERSION];
+        v.extend_from_slice(&event_time.to_le_bytes());
+        v.push(payload);
+        v
+    }
+
+    fn get(store: &Store, key: &[u8]) -> Option<Vec<u8>> {
+        store.multi_get_rows(&[key.to_vec()]).pop().unwrap().unwrap().map(|s| s.to_vec())
+    }
+
+    #[test]
+    fn newest_event_time_wins_and_ties_go_to_the_later_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
+        let key = b"k".to_vec();
+        for (t, payload) in [(10, 1), (5, 2), (10, 3), (7, 4)] {
+            let mut batch = store.row_batch();
+            batch.upsert(&key, &row(t, payload));
+            store.write_rows(batch, Durability::Wal).unwrap();
+        }
+        assert_eq!(get(&store, &key), Some(row(10, 3)));
+
+        // Also within one batch, and after a flush and a compaction.
+        let mut batch = store.row_batch();
+        batch.upsert(&key, &row(11, 5));
+        batch.upsert(&key, &row(9, 6));
+        store.write_rows(batch, Durability::Wal).unwrap();
+        store.flush_rows().unwrap();
+        store.db.compact_range_cf(store.cf(CF_ROWS), None::<&[u8]>, None::<&[u8]>);
+        assert_eq!(get(&store, &key), Some(row(11, 5)));
+        let mut batch = store.row_batch();
+        batch.upsert(&key, &row(3, 7));
+        store.write_rows(batch, Durability::Wal).unwrap();
+        assert_eq!(get(&store, &key), Some(row(11, 5)), "an older row never overwrites a newer one");
+    }
+
+    #[test]
+    fn open_discards_an_unfinished_replace_and_old_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = 42;
+        let key = |g: u32| {
+            let mut k = keys::view_prefix(fp, g).to_vec();
+            keys::push_key_part(&mut k, keys::KeyPart::Int(1));
+            k
+        };
+        {
+            let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
+            let mut batch = store.row_batch();
+            for g in 1..=3 {
+                batch.upsert(&key(g), &row(1, g as u8));
+            }
+            store.write_rows(batch, Durability::Sync).unwrap();
+            let meta =
+                ViewMeta { view: "v".into(), generation: 2, pending_generation: Some(3), last_load: None };
+            store.put_view_metas(&[(fp, meta)]).unwrap();
+        }
+        let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
+        assert_eq!(store.count_rows(fp, 1).unwrap(), 0, "older generation reclaimed");
+        assert_eq!(store.count_rows(fp, 2).unwrap(), 1, "active generation kept");
+        assert_eq!(store.count_rows(fp, 3).unwrap(), 0, "unfinished generation discarded");
+        assert_eq!(store.view_meta(fp).unwrap().unwrap().pending_generation, None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The command line as a newcomer meets it: `check` on good and bad
+//! definitions, and `serve` on the repository's example definitions with
+//! their sample data, queried with `get`.
+
+use std::process::Command;
+
+use crate::util::*;
+
+fn repo_defs() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("feature_defs")
+}
+
+#[test]
+fn check_accepts_the_examples() {
+    let out = Command::new(bin()).arg("check").arg(repo_defs()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok: 4 file(s), 3 entities, 4 sources, 4 views"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_reports_every_error_with_location_caret_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.fdl"),
+        "entity user {\n  key user_id: int64\n}\n\nview profile {\n  entity = usr\n  source = nowhere\n  features {\n    x: int64 = 1\n  }\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(bin()).arg("check").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let file = dir.path().join("bad.fdl").display().to_string();
+    assert!(err.contains(&format!("{file}:6:12: error[")), "{err}");
+    assert!(err.contains(&format!("{file}:7:12: error[")), "{err}");
+    assert!(err.contains("^^^"), "{err}");
+    assert!(err.contains("user"), "a hint names the nearest entity: {err}");
+}
+
+#[test]
+fn serve_on_the_examples_loads_sample_data_and_get_prints_a_table() {
+    let server = ServerBuilder::with_defs_dir(&repo_defs()).start();
+    let out = server.cli(&["get", "--service", "ranker_v1", "--key", "user_id=42,43,999999"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("user_profile.country"), "{table}");
+    assert!(table.contains("PRESENT"), "{table}");
+    assert!(table.contains("NOT_FOUND"), "{table}");
+    assert!(table.contains("2026-11-20T00:00:00Z"), "the newer daily snapshot wins: {table}");
+
+    let out = server.cli(&[
+        "get",
+        "--service",
+        "item_ranker_v2",
+        "--key",
+        "user_id=1",
+        "--key",
+        "item_id=sku-0001",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = doc.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names[0], "user_profile.country");
+    assert!(names.contains(&"item_features.embedding"));
+    let embedding = doc.as_array().unwrap().iter().find(|c| c["name"] == "item_features.embedding").unwrap();
+    assert_eq!(embedding["statuses"][0], "PRESENT");
+    assert_eq!(embedding["values"][0].as_array().unwrap().len(), 16);
+}

@@ -1,0 +1,238 @@
+//! Test helpers: a real `fstore serve` child process on a free loopback
+//! port, with its own definitions and data directories; a gRPC client; and
+//! Parquet writing. When a test fails, the server's log is printed.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{Field, Schema};
+use fstore::proto::{
+    self, feature_admin_client::FeatureAdminClient, feature_serving_client::FeatureServingClient, value::Kind,
+};
+use parquet::arrow::ArrowWriter;
+use tonic::transport::Channel;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fstore")
+}
+
+/// A running `fstore serve`. Killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub defs: PathBuf,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub env: Vec<(String, String)>,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+pub struct ServerBuilder {
+    dir: Arc<tempfile::TempDir>,
+    defs: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl ServerBuilder {
+    /// A fresh root with a `defs/` folder holding `files` (name, text).
+    pub fn new(files: &[(&str, &str)]) -> ServerBuilder {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let defs = dir.path().join("defs");
+        std::fs::create_dir_all(&defs).unwrap();
+        for (name, text) in files {
+            std::fs::write(defs.join(name), text).unwrap();
+        }
+        ServerBuilder { dir: Arc::new(dir), defs, env: Vec::new() }
+    }
+
+    /// Use an existing definitions directory (e.g. the repository's feature_defs).
+    pub fn with_defs_dir(defs: &Path) -> ServerBuilder {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        ServerBuilder { dir: Arc::new(dir), defs: defs.to_path_buf(), env: Vec::new() }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn start(self) -> Server {
+        let mut server = Server {
+            child: None,
+            port: 0,
+            defs: self.defs,
+            data: self.dir.path().join("data"),
+            log: self.dir.path().join("server.log"),
+            env: self.env,
+            _dir: self.dir,
+        };
+        server.restart();
+        server
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// (Re)start the process on a new free port with the same directories.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.port = free_port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .current_dir(self.data.parent().unwrap())
+            .env("FSTORE_SERVER__LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("FSTORE_SERVER__DEFINITIONS_DIR", &self.defs)
+            .env("FSTORE_SERVER__DATA_DIR", &self.data)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("starting fstore serve"));
+        self.wait_ready();
+    }
+
+    pub fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Wait for the health service to report SERVING (initial loads done).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let rt = rt();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("fstore serve exited with {status} before it was ready; log:\n{}", self.log_text());
+            }
+            let addr = self.addr();
+            let ready = rt.block_on(async {
+                let Ok(channel) = Channel::from_shared(addr).unwrap().connect().await else { return false };
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                let reply = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
+                matches!(reply, Ok(r) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+            });
+            if ready {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("fstore serve was not ready within 60 s; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Run the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).arg("--addr").arg(self.addr()).env_remove("FSTORE_SERVER__LISTEN");
+        cmd.output().expect("running the fstore CLI")
+    }
+
+    pub async fn serving(&self) -> FeatureServingClient<Channel> {
+        FeatureServingClient::new(Channel::from_shared(self.addr()).unwrap().connect().await.unwrap())
+    }
+
+    pub async fn admin(&self) -> FeatureAdminClient<Channel> {
+        FeatureAdminClient::new(Channel::from_shared(self.addr()).unwrap().connect().await.unwrap())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- fstore serve log ({}) ----\n{}", self.log.display(), self.log_text());
+        }
+        self.kill();
+    }
+}
+
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Write one Parquet file with the given columns.
+pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let schema = Arc::new(Schema::new(
+        columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+pub fn int(v: i64) -> proto::Value {
+    proto::Value { kind: Some(Kind::Int64Value(v)) }
+}
+
+pub fn string(v: &str) -> proto::Value {
+    proto::Value { kind: Some(Kind::StringValue(v.into())) }
+}
+
+pub fn request_service(
+    service: &str,
+    keys: Vec<(&str, Vec<proto::Value>)>,
+) -> proto::GetOnlineFeaturesRequest {
+    proto::GetOnlineFeaturesRequest {
+        selector: Some(proto::get_online_features_request::Selector::FeatureService(service.into())),
+        entities: keys.into_iter().map(|(k, v)| (k.to_string(), proto::Values { values: v })).collect(),
+    }
+}
+
+pub fn request_refs(refs: &[&str], keys: Vec<(&str, Vec<proto::Value>)>) -> proto::GetOnlineFeaturesRequest {
+    proto::GetOnlineFeaturesRequest {
+        selector: Some(proto::get_online_features_request::Selector::Features(proto::FeatureRefs {
+            refs: refs.iter().map(|r| r.to_string()).collect(),
+        })),
+        entities: keys.into_iter().map(|(k, v)| (k.to_string(), proto::Values { values: v })).collect(),
+    }
+}
+
+/// Column `name` of a response.
+pub fn column<'a>(r: &'a proto::GetOnlineFeaturesResponse, name: &str) -> &'a proto::FeatureColumn {
+    r.features.iter().find(|c| c.name == name).unwrap_or_else(|| {
+        panic!("no column {name} in response: {:?}", r.features.iter().map(|c| &c.name).collect::<Vec<_>>())
+    })
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
