@@ -95,11 +95,14 @@ impl Engine {
 
     /// Make new generations visible to readers; returns the map they replace.
     pub fn publish_generations(&self, updates: &[(u64, u32)]) -> Arc<Generations> {
-        let mut next = (*self.generations.load_full()).clone();
-        for (fingerprint, generation) in updates {
-            next.insert(*fingerprint, *generation);
-        }
-        self.generations.swap(Arc::new(next))
+        // Read-copy-update, so two sources committing at once both land.
+        self.generations.rcu(|current| {
+            let mut next = (**current).clone();
+            for (fingerprint, generation) in updates {
+                next.insert(*fingerprint, *generation);
+            }
+            next
+        })
     }
 
     /// Wait until no request holds `old` (or `timeout` passes). Requests hold
