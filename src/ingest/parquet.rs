@@ -60,6 +60,18 @@ pub fn ingest(
     paths: &[String],
     mode: Mode,
 ) -> Result<IngestReport, IngestError> {
+    ingest_views(engine, source, paths, mode, None)
+}
+
+/// [`ingest`], into only the views named by `only` (indices into the plan's
+/// views) when given: a first load must not touch views that already hold data.
+fn ingest_views(
+    engine: &Engine,
+    source: &str,
+    paths: &[String],
+    mode: Mode,
+    only: Option<&[usize]>,
+) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     let registry = engine.registry();
     let Some((source_index, source_def)) = registry.plan.source(source) else {
@@ -80,7 +92,10 @@ pub fn ingest(
             "source `{source}` is of type kafka; only parquet sources can be loaded from files"
         )));
     };
-    let views = registry.views_of_source(source_index);
+    let mut views = registry.views_of_source(source_index);
+    if let Some(only) = only {
+        views.retain(|v| only.contains(v));
+    }
     if views.is_empty() {
         return Err(IngestError::Invalid(format!(
             "no view reads source `{source}`, so there is nothing to load"
@@ -521,8 +536,9 @@ impl<'a> Load<'a> {
     }
 }
 
-/// At start, load every parquet source that has a view with no data yet
-/// from the source's own path. Failures are logged; the server serves anyway.
+/// At start, load the views of parquet sources that hold no data yet (a
+/// fresh store, or a changed definition) from their source's own path; views
+/// that hold data are left alone. Failures are logged; the server serves anyway.
 pub fn load_empty_sources(engine: &Engine) {
     let registry = engine.registry();
     let generations = engine.generations();
@@ -530,14 +546,17 @@ pub fn load_empty_sources(engine: &Engine) {
         if !matches!(source.kind, SourceKind::Parquet { .. }) {
             continue;
         }
-        let views = registry.views_of_source(index);
-        let empty = views.iter().any(|&v| {
-            !registry.views[v].aggregating && !generations.contains_key(&registry.views[v].fingerprint)
-        });
-        if !empty {
+        let empty: Vec<usize> = registry
+            .views_of_source(index)
+            .into_iter()
+            .filter(|&v| {
+                !registry.views[v].aggregating && !generations.contains_key(&registry.views[v].fingerprint)
+            })
+            .collect();
+        if empty.is_empty() {
             continue;
         }
-        match ingest(engine, &source.name, &[], Mode::Replace) {
+        match ingest_views(engine, &source.name, &[], Mode::Replace, Some(&empty)) {
             Ok(report) if report.rows_rejected > 0 => tracing::warn!(
                 source = %source.name,
                 rows_rejected = report.rows_rejected,
