@@ -33,6 +33,8 @@ pub struct ServerConfig {
     /// Address the gRPC server listens on; also where the CLI's client
     /// commands connect by default.
     pub listen: SocketAddr,
+    /// Address of the HTTP endpoint serving Prometheus metrics at `/metrics`.
+    pub metrics_listen: SocketAddr,
     /// Directory of `*.fdl` definition files. Relative paths in sources are
     /// relative to it.
     pub definitions_dir: PathBuf,

@@ -6,9 +6,11 @@
 //! the client can act on goes in the message, internal detail goes to the log.
 
 pub mod lookup;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -20,9 +22,11 @@ use crate::ingest::{IngestError, IngestReport};
 use crate::proto::{
     self, feature_admin_server::FeatureAdminServer, feature_serving_server::FeatureServingServer,
 };
+use metrics::Metrics;
 
 pub struct Serving {
     engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
 }
 
 #[tonic::async_trait]
@@ -31,13 +35,18 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         &self,
         request: Request<proto::GetOnlineFeaturesRequest>,
     ) -> Result<Response<proto::GetOnlineFeaturesResponse>, Status> {
+        let started = Instant::now();
         let request = request.into_inner();
+        let service = self.service_label(&request);
         // A lookup is a RocksDB multi-get that usually hits the block cache
         // (microseconds) but may wait on disk. block_in_place lets the runtime
         // move other tasks off this worker meanwhile, without the hand-off
         // cost of spawn_blocking on the common, cached path.
         let engine = &self.engine;
-        tokio::task::block_in_place(|| lookup::get_online_features(engine, request)).map(Response::new)
+        let result = tokio::task::block_in_place(|| lookup::get_online_features(engine, request));
+        let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
+        self.metrics.record("GetOnlineFeatures", &service, code, started.elapsed());
+        result.map(Response::new)
     }
 
     async fn list_feature_services(
@@ -71,8 +80,23 @@ impl proto::feature_serving_server::FeatureServing for Serving {
     }
 }
 
+impl Serving {
+    /// The metrics label of a request: a declared service, `refs`, or `unknown`.
+    fn service_label(&self, request: &proto::GetOnlineFeaturesRequest) -> String {
+        use proto::get_online_features_request::Selector;
+        match &request.selector {
+            Some(Selector::FeatureService(name)) if self.engine.registry().services.contains_key(name) => {
+                name.clone()
+            }
+            Some(Selector::Features(_)) => "refs".into(),
+            _ => "unknown".into(),
+        }
+    }
+}
+
 pub struct Admin {
     engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
 }
 
 #[tonic::async_trait]
@@ -102,8 +126,8 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
         &self,
         _request: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
-        let json =
-            status_json(&self.engine).map_err(|e| Status::internal(format!("building status: {e}")))?;
+        let json = status_json(&self.engine, &self.metrics)
+            .map_err(|e| Status::internal(format!("building status: {e}")))?;
         Ok(Response::new(proto::GetStatusResponse { json }))
     }
 }
@@ -130,7 +154,7 @@ fn ingest_status(e: IngestError) -> Status {
 }
 
 /// GetStatus's document. Documented in the README; keys only grow.
-pub fn status_json(engine: &Engine) -> anyhow::Result<String> {
+pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String> {
     let registry = engine.registry();
     let generations = engine.generations();
     let metas = engine.store.view_metas()?;
@@ -179,6 +203,7 @@ pub fn status_json(engine: &Engine) -> anyhow::Result<String> {
         },
         "views": views,
         "sources": sources,
+        "serving": metrics.summary(),
         "store": {
             "data_dir": engine.config.server.data_dir.display().to_string(),
             "estimated_keys": engine.store.property("rocksdb.estimate-num-keys"),
@@ -224,15 +249,38 @@ pub async fn run(
         })
     };
 
+    // One shutdown signal stops both the gRPC and the metrics server.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let metrics = Arc::new(Metrics::default());
+    let metrics_addr = engine.config.server.metrics_listen;
+    let metrics_listener = TcpListener::bind(metrics_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics endpoint {metrics_addr}: {e}"))?;
+    tracing::info!(addr = %metrics_listener.local_addr()?, "Prometheus metrics at /metrics.");
+    let metrics_server =
+        tokio::spawn(metrics::serve_http(engine.clone(), metrics.clone(), metrics_listener, stopped()));
+
     tracing::info!(%addr, "fstore listening.");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(FeatureServingServer::new(Serving { engine: engine.clone() }))
-        .add_service(FeatureAdminServer::new(Admin { engine }))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .add_service(FeatureServingServer::new(Serving { engine: engine.clone(), metrics: metrics.clone() }))
+        .add_service(FeatureAdminServer::new(Admin { engine, metrics }))
+        .serve_with_incoming_shutdown(incoming, stopped())
         .await;
     loader.abort();
+    let _ = metrics_server.await;
     result.map_err(Into::into)
 }

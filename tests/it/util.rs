@@ -25,6 +25,7 @@ pub fn bin() -> &'static str {
 pub struct Server {
     pub child: Option<Child>,
     pub port: u16,
+    pub metrics_port: u16,
     pub defs: PathBuf,
     pub data: PathBuf,
     pub log: PathBuf,
@@ -69,6 +70,7 @@ impl ServerBuilder {
         let mut server = Server {
             child: None,
             port: 0,
+            metrics_port: 0,
             defs: self.defs,
             data: self.dir.path().join("data"),
             log: self.dir.path().join("server.log"),
@@ -89,11 +91,13 @@ impl Server {
     pub fn restart(&mut self) {
         self.kill();
         self.port = free_port();
+        self.metrics_port = free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .current_dir(self.data.parent().unwrap())
             .env("FSTORE_SERVER__LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("FSTORE_SERVER__METRICS_LISTEN", format!("127.0.0.1:{}", self.metrics_port))
             .env("FSTORE_SERVER__DEFINITIONS_DIR", &self.defs)
             .env("FSTORE_SERVER__DATA_DIR", &self.data)
             .env("RUST_LOG", "info")
