@@ -9,8 +9,8 @@
 
 use crate::SourceFile;
 
-/// Byte offsets `[start, end)` into a file's text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Byte offsets `[start, end)` into a file's text; ordered by position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Span {
     pub start: usize,
     pub end: usize,
