@@ -50,6 +50,9 @@ pub struct Decl {
     /// From the keyword to the closing brace.
     pub span: Span,
     pub entries: Vec<Entry>,
+    /// Some entry failed to parse (already reported). The checker then does
+    /// not report missing properties or keys: the broken entry may be one.
+    pub incomplete: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +123,9 @@ pub struct TypeName {
     pub span: Span,
 }
 
-/// `name: type = expr over DURATION where COND`.
+/// `name: type = expr over DURATION where COND`. When anything after the
+/// name fails to parse, the feature is kept (so references to it resolve)
+/// with an [`ExprKind::Error`] expression.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeatureDef {
     pub name: Ident,

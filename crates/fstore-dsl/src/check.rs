@@ -123,6 +123,14 @@ const VIEW_PROPS: &[&str] = &[
 ];
 const SERVICE_PROPS: &[&str] = &["features"];
 
+/// A value that failed to lex or parse; its error is already reported.
+fn is_error(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::Error | Value::Expr(ast::Expr { kind: A::Error, .. })
+    )
+}
+
 fn is_agg_call(e: &ast::Expr) -> bool {
     matches!(&e.kind, A::Call { func, .. } if AGG_FUNCS.contains(&func.name.as_str()))
 }
@@ -236,8 +244,9 @@ struct SourceInfo {
 struct ViewInfo<'a> {
     name: String,
     file: usize,
-    decl: &'a Decl,
     entity: Option<usize>,
+    /// Where the entity is named, for messages about unmapped key fields.
+    entity_at: At,
     source: Option<usize>,
     /// `keys { key = field }`, only mappings of known keys.
     key_map: Vec<(String, String, At)>,
@@ -449,6 +458,9 @@ impl<'a> Checker<'a> {
     }
 
     fn missing(&mut self, file: usize, decl: &Decl, prop: &str, example: &str) {
+        if decl.incomplete {
+            return;
+        }
         self.report(
             At {
                 file,
@@ -470,6 +482,9 @@ impl<'a> Checker<'a> {
 
     /// A property whose value is a bare word: `type = parquet`.
     fn word(&mut self, file: usize, p: &'a Property, example: &str) -> Option<(&'a str, Span)> {
+        if is_error(&p.value) {
+            return None;
+        }
         match &p.value {
             Value::Expr(ast::Expr {
                 kind: A::Ident(w),
@@ -489,6 +504,9 @@ impl<'a> Checker<'a> {
     }
 
     fn string(&mut self, file: usize, p: &'a Property, example: &str) -> Option<String> {
+        if is_error(&p.value) {
+            return None;
+        }
         match &p.value {
             Value::Expr(ast::Expr {
                 kind: A::Str(s), ..
@@ -508,6 +526,9 @@ impl<'a> Checker<'a> {
 
     /// A positive duration: `ttl = 2d`.
     fn duration(&mut self, file: usize, p: &'a Property) -> Option<(Duration, Span)> {
+        if is_error(&p.value) {
+            return None;
+        }
         match &p.value {
             Value::Expr(ast::Expr {
                 kind: A::Duration(d),
@@ -602,7 +623,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        if keys.is_empty() && valid {
+        if keys.is_empty() && valid && !decl.incomplete {
             self.report(
                 At {
                     file,
@@ -778,6 +799,10 @@ impl<'a> Checker<'a> {
         let props = self.props(file, decl, VIEW_PROPS);
         let get = |name: &str| props.get(name).copied();
         let mut valid = true;
+        let mut entity_at = At {
+            file,
+            span: decl.name.span,
+        };
 
         let entity = match get("entity") {
             None => {
@@ -787,6 +812,7 @@ impl<'a> Checker<'a> {
             Some(p) => self
                 .word(file, p, "entity = user")
                 .and_then(|(name, span)| {
+                    entity_at = At { file, span };
                     let found = self.entity_index(name);
                     if found.is_none() {
                         let hint =
@@ -983,8 +1009,8 @@ impl<'a> Checker<'a> {
         self.views.push(ViewInfo {
             name: decl.name.name.clone(),
             file,
-            decl,
             entity,
+            entity_at,
             source,
             key_map,
             ttl,
@@ -1005,10 +1031,7 @@ impl<'a> Checker<'a> {
         let Some(entity) = view.entity.and_then(|i| self.entities.get(i)) else {
             return Vec::new();
         };
-        let entity_at = At {
-            file: view.file,
-            span: view.decl.name.span,
-        };
+        let entity_at = view.entity_at;
         entity
             .keys
             .iter()
@@ -1211,34 +1234,39 @@ impl<'a> Checker<'a> {
         };
         let filter = view.filter.map(|f| typer.condition(f, "the filter"));
 
-        let kinds: Vec<bool> = view.features.iter().map(|f| is_agg_call(&f.expr)).collect();
-        let has_agg = kinds.iter().any(|&k| k);
-        let has_row = kinds.iter().any(|&k| !k);
+        // Whether each feature aggregates; `None` for one that did not parse.
+        let kinds: Vec<Option<bool>> = view
+            .features
+            .iter()
+            .map(|f| (!matches!(f.expr.kind, A::Error)).then(|| is_agg_call(&f.expr)))
+            .collect();
+        let has_agg = kinds.contains(&Some(true));
+        let has_row = kinds.contains(&Some(false));
         let source_name = typer
             .source
             .as_ref()
             .map_or(String::new(), |(_, n)| n.clone());
         if has_agg && has_row {
-            let first_kind = kinds.first().copied().unwrap_or(false);
             let names = |agg: bool| {
                 view.features
                     .iter()
                     .zip(&kinds)
-                    .filter(|(_, k)| **k == agg)
+                    .filter(|(_, k)| **k == Some(agg))
                     .map(|(f, _)| format!("`{}`", f.name.name))
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            if let Some(odd) = view
+            let first_kind = kinds.iter().flatten().next().copied();
+            if let Some((odd, _)) = view
                 .features
                 .iter()
                 .zip(&kinds)
-                .find(|(_, k)| **k != first_kind)
+                .find(|(_, k)| k.is_some() && **k != first_kind)
             {
                 typer.rep.report(
                     At {
                         file,
-                        span: odd.0.span,
+                        span: odd.span,
                     },
                     codes::MIXED_VIEW,
                     format!("view `{}` mixes row features and aggregations", view.name),
@@ -1267,7 +1295,12 @@ impl<'a> Checker<'a> {
 
         let mut rows = Vec::new();
         let mut aggs = Vec::new();
-        for (f, &is_agg) in view.features.iter().zip(&kinds) {
+        let mut broken = false;
+        for (f, kind) in view.features.iter().zip(&kinds) {
+            let Some(is_agg) = *kind else {
+                broken = true;
+                continue;
+            };
             let declared = typer.rep.resolve_type(file, &f.ty);
             if is_agg {
                 aggs.push(typer.agg_feature(f, declared, resolution));
@@ -1280,7 +1313,7 @@ impl<'a> Checker<'a> {
             Some(f) => Some(f?),
             None => None,
         };
-        if !view.valid || (has_agg && has_row) {
+        if !view.valid || broken || (has_agg && has_row) {
             return None;
         }
         let body = if has_agg {
@@ -1740,6 +1773,9 @@ impl Walker<'_> {
                         }
                     }
                 }
+                // An unknown declared type is reported already; guessing
+                // from nothing would only add a second error.
+                _ if declared.is_none() => self.ignored(|w| w.walk(&f.expr, None)),
                 _ => self.walk(&f.expr, declared.and_then(strong)),
             }
             if let Some(c) = &f.condition {
@@ -1896,20 +1932,19 @@ impl Walker<'_> {
             },
             A::In { expr, list, .. } => {
                 let lits: Vec<Option<Lit>> = list.iter().map(literal).collect();
-                let d = join_guess(
-                    lits.iter()
-                        .flatten()
-                        .filter_map(lit_type)
-                        .map(|t| (t, true)),
-                )
-                .map(|(ty, _)| Demand {
-                    ty,
-                    class: if ty.is_numeric() {
-                        Class::Numeric
-                    } else {
-                        Class::Strong
-                    },
-                });
+                let types = || lits.iter().flatten().filter_map(lit_type);
+                // Literals of different kinds are an error of their own;
+                // the first one still tells what the field was meant to be.
+                let d = join_guess(types().map(|t| (t, true)))
+                    .or_else(|| types().next().map(|t| (t, true)))
+                    .map(|(ty, _)| Demand {
+                        ty,
+                        class: if ty.is_numeric() {
+                            Class::Numeric
+                        } else {
+                            Class::Strong
+                        },
+                    });
                 self.walk(expr, d);
                 for (item, lit) in list.iter().zip(&lits) {
                     if lit.is_none() {
@@ -2801,7 +2836,18 @@ impl Typer<'_, '_> {
                 } else {
                     expected.filter(|t| t.is_numeric())
                 };
-                let (xs, ty) = self.same_type(&refs, expected, Promote::Widen, &what)?;
+                // clamp works on numbers only, so float32 widens as in arithmetic.
+                let mode = if name == "clamp" {
+                    Promote::Arith
+                } else {
+                    Promote::Widen
+                };
+                let expected = if name == "clamp" {
+                    expected.and_then(arith_type)
+                } else {
+                    expected
+                };
+                let (xs, ty) = self.same_type(&refs, expected, mode, &what)?;
                 let allowed: &[DataType] = match name {
                     "coalesce" => &[],
                     "clamp" => &[Int64, Float64],

@@ -43,6 +43,9 @@ pub enum Tok {
     Le,
     Gt,
     Ge,
+    /// A malformed number or duration, already reported; the parser turns
+    /// it into an error node so that nothing else complains about it.
+    Error,
     /// Always the last token, with an empty span at the end of the text.
     Eof,
 }
@@ -63,6 +66,7 @@ impl Tok {
             Tok::Duration(_) => "a duration".into(),
             Tok::Str(_) => "a string".into(),
             Tok::Eof => "end of file".into(),
+            Tok::Error => "an invalid number".into(),
             other => format!("`{}`", other.punct()),
         }
     }
@@ -365,7 +369,7 @@ impl Lexer<'_> {
                 format!("malformed number `{text}`"),
                 None,
             );
-            self.push(Tok::Float(0.0), start);
+            self.push(Tok::Error, start);
             return;
         }
         if !suffix.is_empty() {
@@ -382,7 +386,7 @@ impl Lexer<'_> {
                         format!("number `{digits}` is out of range for float64"),
                         None,
                     );
-                    self.push(Tok::Float(0.0), start);
+                    self.push(Tok::Error, start);
                 }
             }
         } else {
@@ -398,7 +402,7 @@ impl Lexer<'_> {
                             i64::MAX
                         )),
                     );
-                    self.push(Tok::Int(0), start);
+                    self.push(Tok::Error, start);
                 }
             }
         }
@@ -421,7 +425,7 @@ impl Lexer<'_> {
                 format!("unknown duration unit `{suffix}`"),
                 Some(hint.into()),
             );
-            self.push(Tok::Duration(Duration::ZERO), start);
+            self.push(Tok::Error, start);
             return;
         };
         if is_float {
@@ -431,7 +435,7 @@ impl Lexer<'_> {
                 format!("a duration must be a whole number, found `{digits}{suffix}`"),
                 Some("use a smaller unit, e.g. `90m` instead of `1.5h`".into()),
             );
-            self.push(Tok::Duration(Duration::ZERO), start);
+            self.push(Tok::Error, start);
             return;
         }
         let secs = digits
@@ -447,7 +451,7 @@ impl Lexer<'_> {
                     format!("duration `{digits}{suffix}` is out of range"),
                     None,
                 );
-                self.push(Tok::Duration(Duration::ZERO), start);
+                self.push(Tok::Error, start);
             }
         }
     }

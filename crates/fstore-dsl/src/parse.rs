@@ -272,29 +272,32 @@ impl Parser<'_> {
         let what = format!("a name for the {}", kind.keyword());
         let name = self.ident(&what)?;
         let open = self.expect(Tok::LBrace, "`{`")?;
-        let entries = self.block(open, BlockKind::Decl, Self::entry);
+        let (entries, incomplete) = self.block(open, BlockKind::Decl, Self::entry);
         Ok(Decl {
             kind,
             name,
             span: Span::new(start, self.prev_end),
             entries,
+            incomplete,
         })
     }
 
     /// Entries up to the closing `}` (consumed). Entries may be separated by
-    /// commas; a failed entry is skipped up to the next one.
+    /// commas; a failed entry is skipped up to the next one. Also returns
+    /// whether any entry failed.
     fn block<T>(
         &mut self,
         open: Span,
         kind: BlockKind,
         mut entry: impl FnMut(&mut Self) -> PResult<T>,
-    ) -> Vec<T> {
+    ) -> (Vec<T>, bool) {
         let mut entries = Vec::new();
+        let mut failed = false;
         loop {
             match self.peek() {
                 Tok::RBrace => {
                     self.bump();
-                    return entries;
+                    return (entries, failed);
                 }
                 Tok::Comma => {
                     self.bump();
@@ -302,11 +305,11 @@ impl Parser<'_> {
                 }
                 Tok::Eof => {
                     self.unclosed(open, "the end of the file");
-                    return entries;
+                    return (entries, failed);
                 }
                 _ if self.at_decl_start() => {
                     self.unclosed(open, "the next declaration");
-                    return entries;
+                    return (entries, failed);
                 }
                 _ => {}
             }
@@ -325,7 +328,10 @@ impl Parser<'_> {
                         self.recover(self.pos, kind);
                     }
                 }
-                Err(()) => self.recover(started_at, kind),
+                Err(()) => {
+                    failed = true;
+                    self.recover(started_at, kind);
+                }
             }
         }
     }
@@ -387,15 +393,15 @@ impl Parser<'_> {
                 let open = self.bump().span;
                 match name.name.as_str() {
                     "features" => {
-                        let features = self.block(open, BlockKind::Features, Self::feature);
+                        let (features, _) = self.block(open, BlockKind::Features, Self::feature);
                         Value::Features(features, Span::new(open.start, self.prev_end))
                     }
                     "keys" => {
-                        let keys = self.block(open, BlockKind::Keys, Self::key_mapping);
+                        let (keys, _) = self.block(open, BlockKind::Keys, Self::key_mapping);
                         Value::Keys(keys, Span::new(open.start, self.prev_end))
                     }
                     "fields" => {
-                        let fields = self.block(open, BlockKind::Fields, Self::field_decl);
+                        let (fields, _) = self.block(open, BlockKind::Fields, Self::field_decl);
                         Value::Fields(fields, Span::new(open.start, self.prev_end))
                     }
                     _ => {
@@ -533,20 +539,44 @@ impl Parser<'_> {
         })
     }
 
-    /// `name: type = expr [over DURATION] [where COND]`
+    /// `name: type = expr [over DURATION] [where COND]`. Once the name is
+    /// read, the feature is kept whatever follows, with an error expression
+    /// if the rest does not parse.
     fn feature(&mut self) -> PResult<FeatureDef> {
         let name = self.ident("a feature name")?;
+        let broken = |p: &mut Self, name: Ident, started_at: usize| {
+            p.recover(started_at, BlockKind::Features);
+            Ok(FeatureDef {
+                span: Span::new(name.span.start, p.prev_end),
+                ty: TypeName {
+                    name: String::new(),
+                    span: name.span,
+                },
+                expr: Expr {
+                    kind: ExprKind::Error,
+                    span: name.span,
+                },
+                name,
+                over: None,
+                condition: None,
+            })
+        };
+        let started_at = self.pos;
         let hint = Some(format!(
             "features are written `{}: type = expression`",
             name.name
         ));
         if *self.peek() != Tok::Colon {
-            return self.expected("`:`", hint);
+            let _ = self.expected::<()>("`:`", hint);
+            return broken(self, name, started_at);
         }
         self.bump();
-        let ty = self.type_name()?;
+        let Ok(ty) = self.type_name() else {
+            return broken(self, name, started_at);
+        };
         if *self.peek() != Tok::Assign {
-            return self.expected("`=`", hint);
+            let _ = self.expected::<()>("`=`", hint);
+            return broken(self, name, started_at);
         }
         self.bump();
         let started_at = self.pos;
@@ -585,6 +615,10 @@ impl Parser<'_> {
                     Tok::Duration(d) => {
                         let span = self.bump().span;
                         feature.over.get_or_insert((d, span));
+                    }
+                    // Already reported by the lexer.
+                    Tok::Error => {
+                        self.bump();
                     }
                     _ => {
                         let _ = self.expected::<()>("a duration such as `1h` after `over`", None);
@@ -863,6 +897,10 @@ impl Parser<'_> {
             Tok::Duration(d) => {
                 self.bump();
                 leaf(ExprKind::Duration(d))
+            }
+            Tok::Error => {
+                self.bump();
+                leaf(ExprKind::Error)
             }
             Tok::Ident(w) => match w.as_str() {
                 "null" => {
