@@ -79,6 +79,9 @@ impl Engine {
         self.registry.load_full()
     }
 
+    /// The generation map readers use. Hold it only while serving one
+    /// request: a REPLACE waits for every holder of the map it replaces
+    /// before it deletes the old generation.
     pub fn generations(&self) -> Arc<Generations> {
         self.generations.load_full()
     }

@@ -541,21 +541,31 @@ impl<'a> Load<'a> {
 /// that hold data are left alone. Failures are logged; the server serves anyway.
 pub fn load_empty_sources(engine: &Engine) {
     let registry = engine.registry();
-    let generations = engine.generations();
-    for (index, source) in registry.plan.sources.iter().enumerate() {
-        if !matches!(source.kind, SourceKind::Parquet { .. }) {
-            continue;
-        }
-        let empty: Vec<usize> = registry
-            .views_of_source(index)
-            .into_iter()
-            .filter(|&v| {
-                !registry.views[v].aggregating && !generations.contains_key(&registry.views[v].fingerprint)
+    // Decide what to load, then let go of the generation map: a REPLACE waits
+    // for every holder of the map it replaces before deleting old data.
+    let work: Vec<(&Source, Vec<usize>)> = {
+        let generations = engine.generations();
+        registry
+            .plan
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(_, source)| matches!(source.kind, SourceKind::Parquet { .. }))
+            .map(|(index, source)| {
+                let empty = registry
+                    .views_of_source(index)
+                    .into_iter()
+                    .filter(|&v| {
+                        !registry.views[v].aggregating
+                            && !generations.contains_key(&registry.views[v].fingerprint)
+                    })
+                    .collect::<Vec<usize>>();
+                (source, empty)
             })
-            .collect();
-        if empty.is_empty() {
-            continue;
-        }
+            .filter(|(_, empty)| !empty.is_empty())
+            .collect()
+    };
+    for (source, empty) in work {
         match ingest_views(engine, &source.name, &[], Mode::Replace, Some(&empty)) {
             Ok(report) if report.rows_rejected > 0 => tracing::warn!(
                 source = %source.name,
