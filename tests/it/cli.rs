@@ -41,7 +41,11 @@ fn serve_on_the_examples_loads_sample_data_and_get_prints_a_table() {
     let server = ServerBuilder::with_defs_dir(&repo_defs()).start();
     let log = server.log_text();
     assert!(!log.contains("held the old snapshot"), "a first load waited on a reader: {log}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "first start took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "first start took {:?}",
+        started.elapsed()
+    );
     let out = server.cli(&["get", "--service", "ranker_v1", "--key", "user_id=42,43,999999"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::ast::{self, BinOp, Decl, DeclKind, Entry, ExprKind as A, Property, TypeName, Value};
-use crate::diag::{codes, did_you_mean, location, Diagnostic, Span};
+use crate::diag::{codes, did_you_mean, location, Diagnostic, Span, MAX_PER_FILE};
 use crate::parse::{format_duration, parse};
 use crate::plan::{
     AggFeature, AggFunc, ArithOp, CmpOp, Entity, EntityKey, Expr, ExprKind, FeatureRef, Func, Literal, Plan,
@@ -163,6 +163,9 @@ struct Reporter<'a> {
 impl Reporter<'_> {
     fn report(&mut self, at: At, code: &'static str, message: String, hint: Option<String>) {
         if let Some(file) = self.files.get(at.file) {
+            if self.diags.iter().filter(|d| d.file == file.name).count() >= MAX_PER_FILE {
+                return;
+            }
             self.diags.push(Diagnostic::new(file, at.span, code, message).with_hint_opt(hint));
         }
     }

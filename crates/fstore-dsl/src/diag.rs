@@ -87,6 +87,11 @@ pub fn location(file: &SourceFile, span: Span) -> String {
     format!("{}:{line}:{col}", file.name)
 }
 
+/// The most diagnostics reported per file. Past this, more are mostly
+/// consequences of the first; the cap also bounds the work spent locating
+/// them on hostile input.
+pub const MAX_PER_FILE: usize = 100;
+
 /// Width of a tab in the echoed source line.
 const TAB_WIDTH: usize = 4;
 

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::diag::{codes, Diagnostic, Span};
+use crate::diag::{codes, Diagnostic, Span, MAX_PER_FILE};
 use crate::SourceFile;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -147,6 +147,9 @@ impl Lexer<'_> {
     }
 
     fn error(&mut self, span: Span, code: &'static str, message: String, hint: Option<String>) {
+        if self.diags.len() >= MAX_PER_FILE {
+            return;
+        }
         self.diags.push(Diagnostic::new(self.file, span, code, message).with_hint_opt(hint));
     }
 

@@ -16,7 +16,7 @@ use crate::ast::{
     BinOp, Decl, DeclKind, Entry, Expr, ExprKind, FeatureDef, FeatureRef, FieldDecl, File, Ident, KeyMapping,
     Property, TypeName, Value,
 };
-use crate::diag::{codes, did_you_mean, Diagnostic, Span};
+use crate::diag::{codes, did_you_mean, Diagnostic, Span, MAX_PER_FILE};
 use crate::lex::{lex, Tok, Token};
 use crate::SourceFile;
 
@@ -114,6 +114,9 @@ impl Parser<'_> {
     }
 
     fn error(&mut self, span: Span, code: &'static str, message: String, hint: Option<String>) {
+        if self.diags.len() >= MAX_PER_FILE {
+            return;
+        }
         self.diags.push(Diagnostic::new(self.file, span, code, message).with_hint_opt(hint));
     }
 
@@ -190,6 +193,11 @@ impl Parser<'_> {
         let mut decls = Vec::new();
         loop {
             self.unclosed_reported = false;
+            if self.diags.len() >= MAX_PER_FILE {
+                // Nothing more would be reported; stop rather than keep
+                // recovering through a file that is not definitions at all.
+                return decls;
+            }
             let kind = match self.peek() {
                 Tok::Eof => return decls,
                 Tok::Ident(w) => match w.as_str() {
