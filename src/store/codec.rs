@@ -406,19 +406,7 @@ mod tests {
         }
     }
 
-    const TYPES: [DataType; 11] = [
-        DataType::Bool,
-        DataType::Int64,
-        DataType::Float32,
-        DataType::Float64,
-        DataType::String,
-        DataType::Bytes,
-        DataType::Timestamp,
-        DataType::Array(ElementType::Float32),
-        DataType::Array(ElementType::Float64),
-        DataType::Array(ElementType::Int64),
-        DataType::Array(ElementType::String),
-    ];
+    const TYPES: [DataType; 11] = DataType::ALL;
 
     fn rows() -> impl Strategy<Value = (Vec<DataType>, Vec<Vec<Option<Kind>>>, i64)> {
         (proptest::collection::vec(proptest::sample::select(TYPES.to_vec()), 1..12), 1usize..4, any::<i64>())

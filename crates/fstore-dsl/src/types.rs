@@ -52,6 +52,21 @@ impl ElementType {
 }
 
 impl DataType {
+    /// Every type of the language, in the order the reference lists them.
+    pub const ALL: [DataType; 11] = [
+        DataType::Bool,
+        DataType::Int64,
+        DataType::Float32,
+        DataType::Float64,
+        DataType::String,
+        DataType::Bytes,
+        DataType::Timestamp,
+        DataType::Array(ElementType::Float32),
+        DataType::Array(ElementType::Float64),
+        DataType::Array(ElementType::Int64),
+        DataType::Array(ElementType::String),
+    ];
+
     /// The Arrow type that carries values of this type through evaluation.
     ///
     /// `string` is `Utf8`, `bytes` is `Binary`, `timestamp` is
@@ -122,19 +137,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for t in [
-            DataType::Bool,
-            DataType::Int64,
-            DataType::Float32,
-            DataType::Float64,
-            DataType::String,
-            DataType::Bytes,
-            DataType::Timestamp,
-            DataType::Array(ElementType::Float32),
-            DataType::Array(ElementType::Float64),
-            DataType::Array(ElementType::Int64),
-            DataType::Array(ElementType::String),
-        ] {
+        for t in DataType::ALL {
             assert_eq!(DataType::parse(&t.to_string()), Some(t));
         }
         assert_eq!(DataType::parse("array<bool>"), None);
