@@ -205,8 +205,8 @@ pub async fn run(
                 let kind = match sample.outcome {
                     Outcome::Ok => {
                         ok += 1;
-                        latency_us.saturating_record(sample.latency_us);
-                        send_lag_us.saturating_record(sample.send_lag_us);
+                        record(&mut latency_us, sample.latency_us);
+                        record(&mut send_lag_us, sample.send_lag_us);
                         last_completion = last_completion.max(sample.completed_at);
                         continue;
                     }
@@ -322,6 +322,16 @@ async fn send(mut connection: Connection, call: Call, deadline: Duration) -> Res
             request.set_timeout(deadline);
             connection.health.check(request).await.map(drop)
         }
+    }
+}
+
+/// Records into an auto-resizing histogram. Not `saturating_record`: that
+/// never resizes, and would clamp every latency above the histogram's
+/// initial range (about 2 ms) without a word.
+fn record(histogram: &mut Histogram<u64>, micros: u64) {
+    if histogram.record(micros).is_err() {
+        // Only past i64::MAX / 2 µs, which no response takes.
+        histogram.saturating_record(micros);
     }
 }
 
