@@ -323,7 +323,7 @@ async fn prepare_lookup(
             )
             .await
             .context("listing feature services: no answer")?
-            .map_err(|status| anyhow::anyhow!("{}: {}", driver::code_name(status.code()), status.message()))
+            .map_err(status_error)
             .context("listing feature services")?
             .into_inner();
             let Some(service) = list.services.iter().find(|s| &s.name == name) else {
@@ -359,7 +359,7 @@ async fn prepare_lookup(
     let response = tokio::time::timeout(SETUP_TIMEOUT, serving.get_online_features(setup_request(probe)))
         .await
         .context("the first lookup: no answer")?
-        .map_err(|status| anyhow::anyhow!("{}: {}", driver::code_name(status.code()), status.message()))
+        .map_err(status_error)
         .context("the server refused the first lookup, so the benchmark's requests are wrong")?
         .into_inner();
     let values: usize = response.features.iter().map(|f| f.statuses.len()).sum();
@@ -439,9 +439,7 @@ async fn wait_until_serving(connection: &Connection) -> anyhow::Result<()> {
             Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
             // Without a health service there is nothing to wait for.
             Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => return Ok(()),
-            Ok(Err(status)) => {
-                bail!("health check: {}: {}", driver::code_name(status.code()), status.message())
-            }
+            Ok(Err(status)) => return Err(status_error(status).context("health check")),
             Ok(Ok(_)) | Err(_) => {}
         }
         if tokio::time::Instant::now() >= give_up {
@@ -464,9 +462,15 @@ async fn check_health_rpc(connection: &Connection) -> anyhow::Result<()> {
     )
     .await
     .context("health check: no answer")?
-    .map_err(|status| anyhow::anyhow!("{}: {}", driver::code_name(status.code()), status.message()))
+    .map_err(status_error)
     .context("the baseline calls the standard gRPC health service, and it failed")?;
     Ok(())
+}
+
+/// A setup call's failure as the user should read it.
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    let hint = if status.code() == tonic::Code::Unimplemented { " (is this an fstore server?)" } else { "" };
+    anyhow::anyhow!("{}: {}{hint}", driver::code_name(status.code()), status.message())
 }
 
 /// `10s`, `500ms`, `1.5s`, `2m`; a bare number is seconds.

@@ -71,7 +71,8 @@ pub fn render(title: &str, series: &[Series]) -> String {
     let max_x = points.clone().map(|p| p.0).fold(0.0, f64::max);
     let min_y = points.clone().map(|p| p.1).filter(|y| *y > 0.0).fold(f64::INFINITY, f64::min);
     let max_y = points.map(|p| p.1).fold(0.0, f64::max);
-    let x_axis = Axis::linear(0.0, if max_x > 0.0 { max_x } else { 1.0 });
+    // 5 % headroom so that the last run's dot does not sit on the frame.
+    let x_axis = Axis::linear(0.0, if max_x > 0.0 { max_x * 1.05 } else { 1.0 });
     let y_axis = if min_y.is_finite() && max_y / min_y > 10.0 {
         Axis::log(min_y, max_y)
     } else {
