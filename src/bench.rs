@@ -136,6 +136,11 @@ pub fn run(args: BenchArgs, addr: String) -> anyhow::Result<ExitCode> {
 
     println!("{}", report::table(&reports));
     for run in &reports {
+        for (code, message) in &run.error_messages {
+            println!("{} at {} req/s, first {code}: {message}", run.kind.label(), run.target_rps);
+        }
+    }
+    for run in &reports {
         if let Some(lag) = run.send_lag_p99_ms.filter(|lag| *lag > 1.0) {
             println!(
                 "note: at {} req/s the client itself sent requests late (send lag p99 {lag:.3} ms): \

@@ -305,6 +305,7 @@ mod tests {
             ok: 100,
             errors: 0,
             errors_by_kind: Default::default(),
+            error_messages: Default::default(),
             p50_ms: Some(p50),
             p90_ms: Some(p50 * 2.0),
             p99_ms: Some(p50 * 5.0),

@@ -92,6 +92,8 @@ pub struct Measurement {
     pub ok: u64,
     /// gRPC code names (UNAVAILABLE, …) and client-side kinds, with counts.
     pub errors: BTreeMap<&'static str, u64>,
+    /// The first message seen of each gRPC error code, to say what went wrong.
+    pub error_messages: BTreeMap<&'static str, String>,
     /// Scheduled send to response, successful requests only, in microseconds.
     pub latency_us: Histogram<u64>,
     /// Scheduled send to actual send, in microseconds: the client's own lateness.
@@ -116,7 +118,7 @@ pub fn requests_within(span: Duration, rate: f64) -> u64 {
 
 enum Outcome {
     Ok,
-    Status(tonic::Code),
+    Status(tonic::Status),
     Timeout,
     Overload,
 }
@@ -183,6 +185,7 @@ pub async fn run(
     let mut latency_us = Histogram::<u64>::new(3).context("creating a histogram")?;
     let mut send_lag_us = Histogram::<u64>::new(3).context("creating a histogram")?;
     let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut error_messages: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut ok = 0u64;
     let mut recorded_seen = 0u64;
     let mut last_completion = window_start;
@@ -210,7 +213,11 @@ pub async fn run(
                         last_completion = last_completion.max(sample.completed_at);
                         continue;
                     }
-                    Outcome::Status(code) => code_name(code),
+                    Outcome::Status(status) => {
+                        let kind = code_name(status.code());
+                        error_messages.entry(kind).or_insert_with(|| status.message().to_string());
+                        kind
+                    }
                     Outcome::Timeout => TIMEOUT,
                     Outcome::Overload => CLIENT_OVERLOAD,
                 };
@@ -232,6 +239,7 @@ pub async fn run(
         requests: recorded_requests,
         ok,
         errors,
+        error_messages,
         latency_us,
         send_lag_us,
         measured: plan.duration.max(last_completion.saturating_duration_since(window_start)),
@@ -295,7 +303,7 @@ impl Scheduler {
                 let completed_at = Instant::now();
                 let outcome = match result {
                     Ok(Ok(())) => Outcome::Ok,
-                    Ok(Err(status)) => Outcome::Status(status.code()),
+                    Ok(Err(status)) => Outcome::Status(status),
                     Err(_elapsed) => Outcome::Timeout,
                 };
                 let _ = samples.send(Sample {

@@ -54,6 +54,8 @@ pub struct RunReport {
     pub errors: u64,
     /// gRPC code names and client-side kinds ("client overload", "timeout").
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// The first message of each gRPC error code seen.
+    pub error_messages: BTreeMap<String, String>,
     /// Latencies of successful requests, from the scheduled send to the response.
     pub p50_ms: Option<f64>,
     pub p90_ms: Option<f64>,
@@ -106,6 +108,11 @@ impl RunReport {
             ok: measurement.ok,
             errors: measurement.errors.values().sum(),
             errors_by_kind: measurement.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            error_messages: measurement
+                .error_messages
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             p50_ms: quantile(0.5),
             p90_ms: quantile(0.9),
             p99_ms: quantile(0.99),
@@ -214,6 +221,7 @@ mod tests {
             requests: latencies_us.len() as u64 + 2,
             ok: latencies_us.len() as u64,
             errors: BTreeMap::from([("UNAVAILABLE", 1), ("client overload", 1)]),
+            error_messages: BTreeMap::from([("UNAVAILABLE", "connection refused".to_string())]),
             latency_us,
             send_lag_us,
             measured: Duration::from_secs(2),
@@ -258,6 +266,7 @@ mod tests {
             "ok",
             "errors",
             "errors_by_kind",
+            "error_messages",
             "p50_ms",
             "p90_ms",
             "p99_ms",
