@@ -60,6 +60,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Above this, a run's numbers are more about the client than the server.
 const MAX_RATE: f64 = 1_000_000.0;
 const MAX_CONNECTIONS: usize = 1024;
+/// Longest --duration or --warmup: a benchmark is a measurement, not a soak.
+const MAX_SPAN: Duration = Duration::from_secs(3600);
 const MAX_ROWS: usize = 100_000;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -119,11 +121,17 @@ pub struct BenchArgs {
     pub addr: Option<String>,
 }
 
-/// Runs the benchmark against `addr` (the CLI resolves `--addr` or the
-/// configured listen address). Fails only when it cannot start: bad options,
-/// no server; requests that fail while it runs are reported, not fatal.
-pub fn run(args: BenchArgs, addr: String) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark against `--addr`, or else `default_addr` (the CLI
+/// passes the configured listen address), and nothing else. Fails only when
+/// it cannot start: bad options, no server; requests that fail while it
+/// runs are reported, not fatal.
+pub fn run(args: BenchArgs, default_addr: String) -> anyhow::Result<ExitCode> {
     let rates = validate(&args)?;
+    let addr = match &args.addr {
+        Some(addr) if addr.contains("://") => addr.clone(),
+        Some(addr) => format!("http://{addr}"),
+        None => default_addr,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("fstore-bench")
@@ -178,6 +186,9 @@ fn validate(args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
     }
     if args.duration.is_zero() {
         bail!("--duration must be longer than zero");
+    }
+    if args.duration > MAX_SPAN || args.warmup > MAX_SPAN {
+        bail!("--duration and --warmup are limited to {} s each", MAX_SPAN.as_secs());
     }
     if !(1..=MAX_CONNECTIONS).contains(&args.connections) {
         bail!("--connections {}: expected 1 to {MAX_CONNECTIONS}", args.connections);
@@ -841,6 +852,8 @@ mod tests {
             &["--baseline", "--sweep", "100,0"],
             &["--baseline", "--rate", "5", "--connections", "0"],
             &["--baseline", "--rate", "5", "--duration", "0s"],
+            &["--baseline", "--rate", "5", "--duration", "7200s"],
+            &["--baseline", "--rate", "5", "--warmup", "61m"],
             &["--service", "s", "--rate", "5", "--rows", "0"],
         ] {
             assert!(run(args(bad), unreachable.clone()).is_err(), "{bad:?} should be refused");
