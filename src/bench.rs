@@ -287,7 +287,18 @@ async fn measure(
         plan.duration.as_secs_f64()
     );
     let measurement = driver::run(connections, workload, plan).await?;
-    Ok(RunReport::new(setup, &measurement))
+    let report = RunReport::new(setup, &measurement);
+    // A line per run as it ends, so that a long sweep shows its progress.
+    let ms = |ms: Option<f64>| ms.map_or_else(|| "-".to_string(), |ms| format!("{ms:.3} ms"));
+    eprintln!(
+        "  achieved {:.1} req/s, p50 {}, p99 {}, max {}, {} error(s)",
+        report.achieved_rps,
+        ms(report.p50_ms),
+        ms(report.p99_ms),
+        ms(report.max_ms),
+        report.errors
+    );
+    Ok(report)
 }
 
 fn describe_target(args: &BenchArgs) -> String {
