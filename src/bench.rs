@@ -90,11 +90,13 @@ pub struct BenchArgs {
     /// Entity rows per request.
     #[arg(long, default_value_t = 1)]
     pub rows: usize,
-    /// Key values: --key user_id=1..100000 (int64, end exclusive) or
-    /// --key item_id=sku-{0000..0400} (strings, zero-padded); repeat per key
-    /// column. With --service, int64 keys default to 1..1000; with
-    /// --features, a `{A..B}` template makes string keys of bare numbers.
-    #[arg(long = "key", value_parser = parse_key_spec)]
+    /// Key values: --key user_id=1..100000 (int64, end exclusive),
+    /// --key 'item_id=sku-{0000..0400}' (strings, zero-padded; quote it, or
+    /// the shell expands it into a list, which works too) or a list
+    /// --key item_id=sku-0001,sku-0002. One per key column; with --service,
+    /// int64 keys default to 1..1000. With --features, a `{A..B}` template
+    /// makes string keys of bare numbers.
+    #[arg(long = "key", value_parser = parse_key_spec, num_args = 1..)]
     pub keys: Vec<KeySpec>,
     /// How keys are drawn from their ranges: uniform, or zipf:S (skew S > 0,
     /// e.g. zipf:1.1) where the first key of a range is the hottest.
@@ -342,6 +344,7 @@ async fn prepare_lookup(
     connection: &Connection,
 ) -> anyhow::Result<(Workload, Vec<KeyColumn>)> {
     let mut serving = connection.serving.clone();
+    let specs = keys::merge_repeated(&args.keys)?;
     let (selector, columns) = match &args.service {
         Some(name) => {
             let list = tokio::time::timeout(
@@ -357,17 +360,16 @@ async fn prepare_lookup(
                 let names: Vec<&str> = list.services.iter().map(|s| s.name.as_str()).collect();
                 bail!("the server has no feature service {name:?}; it has: {}", names.join(", "));
             };
-            (Selector::FeatureService(name.clone()), service_key_columns(service, args)?)
+            (Selector::FeatureService(name.clone()), service_key_columns(service, &specs, args.distribution)?)
         }
         None => {
-            if args.keys.is_empty() {
+            if specs.is_empty() {
                 bail!(
                     "with --features, give every key column with --key, \
-                     e.g. --key user_id=1..100000 --key item_id=sku-{{0000..0400}}"
+                     e.g. --key user_id=1..100000 --key 'item_id=sku-{{0000..0400}}'"
                 );
             }
-            let columns = args
-                .keys
+            let columns = specs
                 .iter()
                 .map(|spec| KeyColumn::new(spec, None, args.distribution))
                 .collect::<anyhow::Result<Vec<_>>>()?;
@@ -409,7 +411,8 @@ async fn prepare_lookup(
 /// The key columns of a service: each from its --key, or an int64 default.
 fn service_key_columns(
     service: &proto::FeatureServiceInfo,
-    args: &BenchArgs,
+    specs: &[KeySpec],
+    distribution: Distribution,
 ) -> anyhow::Result<Vec<KeyColumn>> {
     // Servers that predate key_types list the names alone; their types then
     // follow from the specs' form.
@@ -427,7 +430,7 @@ fn service_key_columns(
             })
             .collect::<anyhow::Result<_>>()?
     };
-    for spec in &args.keys {
+    for spec in specs {
         if !keys.iter().any(|(name, _)| *name == spec.name) {
             let names: Vec<&str> = keys.iter().map(|(name, _)| name.as_str()).collect();
             bail!(
@@ -439,13 +442,13 @@ fn service_key_columns(
         }
     }
     keys.iter()
-        .map(|(name, key_type)| match args.keys.iter().find(|spec| &spec.name == name) {
-            Some(spec) => KeyColumn::new(spec, *key_type, args.distribution),
+        .map(|(name, key_type)| match specs.iter().find(|spec| &spec.name == name) {
+            Some(spec) => KeyColumn::new(spec, *key_type, distribution),
             None if *key_type == Some(KeyType::String) => bail!(
-                "service {} needs the string key {name}: give its values, e.g. --key {name}=sku-{{0000..0400}}",
+                "service {} needs the string key {name}: give its values, e.g. --key '{name}=sku-{{0000..0400}}'",
                 service.name
             ),
-            None => Ok(KeyColumn::default_int(name, args.distribution)),
+            None => Ok(KeyColumn::default_int(name, distribution)),
         })
         .collect()
 }
@@ -869,6 +872,10 @@ mod tests {
         ] {
             assert!(run(args(bad), unreachable.clone()).is_err(), "{bad:?} should be refused");
         }
+        let expanded =
+            args(&["--baseline", "--rate", "5", "--key", "item_id=sku-0", "item_id=sku-1", "--seed", "3"]);
+        assert_eq!(expanded.keys.len(), 2, "an unquoted template, expanded by the shell, still parses");
+        assert_eq!(expanded.seed, 3);
         let parsed = args(&["--service", "s", "--sweep", "1000,2000,5000", "--key", "user_id=1..9"]);
         assert_eq!(parsed.sweep, [1000.0, 2000.0, 5000.0]);
         assert_eq!(parsed.duration, Duration::from_secs(10));

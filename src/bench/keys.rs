@@ -5,7 +5,12 @@
 //! - `user_id=1..100000`: int64 keys from 1 (inclusive) to 100000 (exclusive);
 //! - `item_id=sku-{0000..0400}`: strings `sku-0000` … `sku-0399`, the number
 //!   zero-padded to the width of the first bound as written;
-//! - `item_id=sku-0001`: one fixed value.
+//! - `item_id=sku-0001,sku-0002`: a list of values (one is fine).
+//!
+//! The same key given again adds to its list, so that
+//! `--key item_id=sku-{0000..0400}` left unquoted, which bash expands into
+//! `item_id=sku-0000 item_id=sku-0001 …`, means what was meant (bash includes
+//! the end, 0400, which the template excludes).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -57,8 +62,8 @@ pub enum SpecValues {
     IntRange { start: i64, end: i64 },
     /// `PREFIX{A..B}SUFFIX`
     Template { prefix: String, suffix: String, width: usize, start: i64, end: i64 },
-    /// A single value, typed once the key's type is known.
-    Literal(String),
+    /// Values as written, typed once the key's type is known.
+    List(Vec<String>),
 }
 
 impl std::str::FromStr for KeySpec {
@@ -87,10 +92,31 @@ impl std::str::FromStr for KeySpec {
             let (start, end) = parse_range(spec).with_context(|| format!("--key {text}"))?;
             SpecValues::IntRange { start, end }
         } else {
-            SpecValues::Literal(spec.to_string())
+            let values: Vec<String> = spec.split(',').map(str::to_string).collect();
+            if values.iter().any(String::is_empty) {
+                bail!("--key {text}: an empty value in the list");
+            }
+            SpecValues::List(values)
         };
         Ok(KeySpec { name: name.to_string(), values })
     }
+}
+
+/// Joins the lists of a key given more than once (see the module comment);
+/// a range or template given twice is an error, as its meaning would be unclear.
+pub fn merge_repeated(specs: &[KeySpec]) -> anyhow::Result<Vec<KeySpec>> {
+    let mut merged: Vec<KeySpec> = Vec::new();
+    for spec in specs {
+        match merged.iter_mut().find(|m| m.name == spec.name) {
+            None => merged.push(spec.clone()),
+            Some(KeySpec { values: SpecValues::List(list), .. }) => match &spec.values {
+                SpecValues::List(more) => list.extend(more.iter().cloned()),
+                _ => bail!("--key {} is given twice, once as a range or template", spec.name),
+            },
+            Some(_) => bail!("--key {} is given twice, once as a range or template", spec.name),
+        }
+    }
+    Ok(merged)
 }
 
 /// `A..B` with A < B: start inclusive, end exclusive.
@@ -123,7 +149,7 @@ pub struct KeyColumn {
 enum ColumnValues {
     Int { start: i64 },
     Text { prefix: String, suffix: String, width: usize, start: i64 },
-    Fixed(Kind),
+    List(Vec<Kind>),
 }
 
 impl KeyColumn {
@@ -157,18 +183,23 @@ impl KeyColumn {
             (SpecValues::Template { .. }, Some(KeyType::Int64)) => {
                 bail!("--key {name}: the key is int64, but the spec is a string template; use START..END")
             }
-            (SpecValues::Literal(text), Some(KeyType::Int64)) => {
-                let value: i64 =
-                    text.parse().with_context(|| format!("--key {name}={text}: the key is int64"))?;
-                (KeyType::Int64, ColumnValues::Fixed(Kind::Int64Value(value)), 1)
+            (SpecValues::List(texts), known) => {
+                // Untyped lists are int64 when every value is an integer.
+                let all_ints = texts.iter().all(|t| t.parse::<i64>().is_ok());
+                let key_type = known.unwrap_or(if all_ints { KeyType::Int64 } else { KeyType::String });
+                let values = texts
+                    .iter()
+                    .map(|text| match key_type {
+                        KeyType::Int64 => text
+                            .parse()
+                            .map(Kind::Int64Value)
+                            .with_context(|| format!("--key {name}={text}: the key is int64")),
+                        KeyType::String => Ok(Kind::StringValue(text.clone())),
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let count = values.len() as u64;
+                (key_type, ColumnValues::List(values), count)
             }
-            (SpecValues::Literal(text), Some(KeyType::String)) => {
-                (KeyType::String, ColumnValues::Fixed(Kind::StringValue(text.clone())), 1)
-            }
-            (SpecValues::Literal(text), None) => match text.parse::<i64>() {
-                Ok(value) => (KeyType::Int64, ColumnValues::Fixed(Kind::Int64Value(value)), 1),
-                Err(_) => (KeyType::String, ColumnValues::Fixed(Kind::StringValue(text.clone())), 1),
-            },
         };
         Ok(KeyColumn {
             name: name.clone(),
@@ -200,7 +231,8 @@ impl KeyColumn {
                 let number = start.wrapping_add(index as i64);
                 Kind::StringValue(format!("{prefix}{number:0width$}{suffix}"))
             }
-            ColumnValues::Fixed(kind) => kind.clone(),
+            // The index is below the list's length: the sampler draws in [0, count).
+            ColumnValues::List(values) => values[index as usize].clone(),
         }
     }
 
@@ -219,9 +251,21 @@ impl fmt::Display for KeyColumn {
             ColumnValues::Text { prefix, suffix, width, start } => {
                 write!(f, "{name}={prefix}{{{start:0width$}..{:0width$}}}{suffix}", end(*start))?
             }
-            ColumnValues::Fixed(Kind::Int64Value(v)) => write!(f, "{name}={v}")?,
-            ColumnValues::Fixed(Kind::StringValue(v)) => write!(f, "{name}={v}")?,
-            ColumnValues::Fixed(other) => write!(f, "{name}={other:?}")?,
+            ColumnValues::List(values) => {
+                let text = |kind: &Kind| match kind {
+                    Kind::Int64Value(v) => v.to_string(),
+                    Kind::StringValue(v) => v.clone(),
+                    other => format!("{other:?}"),
+                };
+                match values.as_slice() {
+                    [] => write!(f, "{name}=")?,
+                    [a] => write!(f, "{name}={}", text(a))?,
+                    [a, b] => write!(f, "{name}={},{}", text(a), text(b))?,
+                    [first, .., last] => {
+                        write!(f, "{name}={},…,{} ({} values)", text(first), text(last), values.len())?
+                    }
+                }
+            }
         }
         write!(f, " ({})", self.key_type)
     }
@@ -306,6 +350,8 @@ mod tests {
         let c = column("item_id=1..3", Some(KeyType::String));
         assert_eq!(c.value_at(1), Kind::StringValue("2".into()));
         assert_eq!(column("user_id=42", Some(KeyType::Int64)).value_at(0), Kind::Int64Value(42));
+        assert_eq!(column("user_id=42,43", None).value_at(1), Kind::Int64Value(43));
+        assert_eq!(column("item_id=42,x", None).value_at(0), Kind::StringValue("42".into()));
         assert_eq!(column("item_id=42", Some(KeyType::String)).value_at(0), Kind::StringValue("42".into()));
         assert_eq!(column("item_id=sku-1", None).value_at(0), Kind::StringValue("sku-1".into()));
         let template_for_int =
@@ -327,9 +373,34 @@ mod tests {
             "item_id=sku-{0000..0400",
             "item_id=sku-{..4}",
             "item_id=sku-{-1..4}",
+            "item_id=a,,b",
         ] {
             assert!(bad.parse::<KeySpec>().is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn a_repeated_key_adds_to_its_list_as_bash_brace_expansion_does() {
+        // What `--key item_id=sku-{0..3}` becomes in bash, unquoted.
+        let expanded: Vec<KeySpec> = ["item_id=sku-0", "item_id=sku-1", "user_id=7", "item_id=sku-2"]
+            .iter()
+            .map(|t| spec(t))
+            .collect();
+        let merged = merge_repeated(&expanded).expect("lists merge");
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].values, SpecValues::List(vec!["sku-0".into(), "sku-1".into(), "sku-2".into()]));
+        let c = KeyColumn::new(&merged[0], None, Distribution::Uniform).expect("a string list");
+        assert_eq!(c.to_string(), "item_id=sku-0,…,sku-2 (3 values) (string)");
+        let mut rng = Rng::new(9);
+        let seen: std::collections::BTreeSet<String> = (0..300)
+            .map(|_| match c.draw(&mut rng) {
+                Kind::StringValue(s) => s,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(seen.len(), 3, "every listed value is drawn");
+        assert!(merge_repeated(&[spec("user_id=1..5"), spec("user_id=7")]).is_err());
+        assert!(merge_repeated(&[spec("user_id=7"), spec("user_id=1..5")]).is_err());
     }
 
     #[test]
