@@ -10,7 +10,7 @@ use super::report::{RunKind, RunReport};
 const WIDTH: f64 = 860.0;
 const HEIGHT: f64 = 520.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 190.0;
+const RIGHT: f64 = 200.0;
 const TOP: f64 = 60.0;
 const BOTTOM: f64 = 70.0;
 
@@ -44,7 +44,7 @@ pub fn series_of(reports: &[RunReport]) -> Vec<Series> {
         line(&format!("{prefix}p99.9"), "#9467bd", false, main, |r| r.p99_9_ms),
     ];
     if !lookups.is_empty() && !baselines.is_empty() {
-        series.push(line("baseline p99 (health check)", "#7f7f7f", true, &baselines, |r| r.p99_ms));
+        series.push(line("baseline p99", "#7f7f7f", true, &baselines, |r| r.p99_ms));
     }
     series
 }
@@ -330,7 +330,7 @@ mod tests {
         let svg = render(&title_of(&reports), &series);
         assert_balanced(&svg);
         assert!(svg.starts_with("<?xml"));
-        for name in ["p50", "p99", "p99.9", "baseline p99 (health check)"] {
+        for name in ["p50", "p99", "p99.9", "baseline p99"] {
             assert!(svg.contains(&format!(r#"data-name="{name}""#)), "series {name} missing");
         }
         assert_eq!(svg.matches("<polyline").count(), 4);
