@@ -69,6 +69,8 @@ pub enum Command {
         #[arg(long)]
         addr: Option<String>,
     },
+    /// Measure lookup latency under a fixed request rate (open loop).
+    Bench(crate::bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -81,6 +83,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Get { service, features, keys, json, addr } => {
             runtime()?.block_on(get(client_addr(addr, &config), service, features, keys, json))
+        }
+        Command::Bench(args) => {
+            let addr = client_addr(args.addr.clone(), &config);
+            crate::bench::run(args, addr)
         }
     }
 }

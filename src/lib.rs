@@ -14,10 +14,12 @@
 //!   map that makes REPLACE atomic for readers.
 //! - [`ingest`]: Parquet loads (and, later, Kafka streams), ending in store writes.
 //! - [`serve`]: the gRPC services, health and reflection.
+//! - [`bench`]: `fstore bench`, an open-loop load generator over the gRPC API.
 //! - [`cli`]: the `fstore` command line: `serve`, `check`, `ingest`, `get`.
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

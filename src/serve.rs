@@ -272,7 +272,10 @@ pub async fn run(
         tokio::spawn(metrics::serve_http(engine.clone(), metrics.clone(), metrics_listener, stopped()));
 
     tracing::info!(%addr, "fstore listening.");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // TCP_NODELAY: without it Nagle's algorithm holds each small response
+    // until the client's next request ACKs the last one, which put lookup
+    // p50 at connections / rate and the tail at the 40 ms delayed-ACK timer.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
