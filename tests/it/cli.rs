@@ -97,3 +97,36 @@ fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut out).unwrap();
     out
 }
+
+#[test]
+fn server_reflection_lists_every_service_for_grpcurl() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        server_reflection_response::MessageResponse, ServerReflectionRequest,
+    };
+    let server = ServerBuilder::new(&[(
+        "defs.fdl",
+        "entity e {\n  key id: int64\n}\nsource s {\n  type = parquet\n  path = \"x/*.parquet\"\n  timestamp = ts\n}\nview v {\n  entity = e\n  source = s\n  features {\n    f: int64 = f\n  }\n}\n",
+    )])
+    .start();
+    let names = rt().block_on(async {
+        let channel = tonic::transport::Channel::from_shared(server.addr()).unwrap().connect().await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies =
+            client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+        let reply = replies.message().await.unwrap().unwrap();
+        match reply.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+            }
+            other => panic!("unexpected reflection reply {other:?}"),
+        }
+    });
+    for expected in ["fstore.v1.FeatureServing", "fstore.v1.FeatureAdmin", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+}
