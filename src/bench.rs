@@ -24,6 +24,7 @@
 
 pub mod chart;
 pub mod driver;
+pub mod ingest;
 pub mod keys;
 pub mod report;
 pub mod sampler;

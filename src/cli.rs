@@ -71,6 +71,8 @@ pub enum Command {
     },
     /// Measure lookup latency under a fixed request rate (open loop).
     Bench(crate::bench::BenchArgs),
+    /// Measure bulk Parquet loading: generate a file set, load it, report rows/s.
+    BenchIngest(crate::bench::ingest::BenchIngestArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -84,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get { service, features, keys, json, addr } => {
             runtime()?.block_on(get(client_addr(addr, &config), service, features, keys, json))
         }
+        Command::BenchIngest(args) => crate::bench::ingest::run(args),
         Command::Bench(args) => {
             let addr = client_addr(args.addr.clone(), &config);
             crate::bench::run(args, addr)
