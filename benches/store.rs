@@ -80,6 +80,9 @@ fn multi_get(c: &mut Criterion) {
         store.write_rows(batch, Durability::FlushBeforeCommit).unwrap();
     }
     store.flush_rows().unwrap();
+    if std::env::var_os("BENCH_NO_COMPACT").is_none() {
+        store.compact_generation(7, 1);
+    }
 
     // A fixed pseudo-random key sequence (LCG) so runs compare.
     let mut state = 12345u64;
