@@ -51,7 +51,7 @@ impl Metrics {
         };
         let mut s = series.lock().unwrap_or_else(|e| e.into_inner());
         s.latency_micros.saturating_record(elapsed.as_micros().clamp(1, u64::MAX as u128) as u64);
-        *s.codes.entry(code_name(code)).or_default() += 1;
+        *s.codes.entry(crate::grpc_code_name(code)).or_default() += 1;
     }
 
     fn each(&self, mut f: impl FnMut(&'static str, &str, &Series)) {
@@ -149,29 +149,6 @@ impl Metrics {
 
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Serve `GET /metrics` on `listener` until `shutdown` resolves.
