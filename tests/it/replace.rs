@@ -117,13 +117,18 @@ fn readers_see_the_old_or_the_new_snapshot_never_a_mix() {
             })
         })
     };
+    // Start the load only once the reader is reading.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while old_seen.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the reader never got an answer");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let out =
         server.cli(&["ingest", "--source", "snapshot", "--replace", dir.join("b.parquet").to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     std::thread::sleep(Duration::from_millis(200));
     done.store(true, Ordering::Relaxed);
     reader.join().expect("the reader saw only whole snapshots");
-    assert!(old_seen.load(Ordering::Relaxed) > 0, "no request ran during the load");
     assert!(new_seen.load(Ordering::Relaxed) > 0, "no request saw the new snapshot");
 
     // The old generation is gone from disk, not just hidden.
