@@ -79,6 +79,10 @@ impl Drop for Store {
         let compactor = self.compactor.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(Compactor { jobs, worker }) = compactor {
             drop(jobs);
+            // A compaction of a large generation can run for minutes: ask
+            // RocksDB to stop background work so that shutdown is prompt.
+            // The data stays correct; only the rewrite is left for later.
+            self.db.cancel_all_background_work(false);
             let _ = worker.join();
         }
     }
