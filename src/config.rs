@@ -100,11 +100,18 @@ impl Config {
             merge(&mut merged, table);
         }
         let mut overrides = toml::Table::new();
+        // Named in errors, so that a bad key can be traced to its layer.
+        let mut layers = vec!["the embedded defaults".to_string()];
+        if let Some((path, _)) = file {
+            layers.push(path.display().to_string());
+        }
+        let mut variables = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("FSTORE_") else { continue };
             if rest.starts_with("TEST_") {
                 continue;
             }
+            variables.push(name.clone());
             let Some((section, key)) = rest.split_once("__") else {
                 bail!("environment variable {name}: expected FSTORE_<SECTION>__<KEY>, e.g. FSTORE_SERVER__LISTEN");
             };
@@ -121,9 +128,12 @@ impl Config {
                 .insert(key.to_ascii_lowercase(), parsed);
         }
         merge(&mut merged, overrides);
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        if !variables.is_empty() {
+            layers.push(format!("environment ({})", variables.join(", ")));
+        }
+        let config: Config = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("invalid configuration (from {}): {}", layers.join(", then "), e.message())
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -186,6 +196,7 @@ mod tests {
         let err = Config::from_layers(Some((Path::new("f.toml"), "[server]\nlisten_addr = 1\n")), env(&[]))
             .unwrap_err();
         assert!(format!("{err:#}").contains("listen_addr"), "{err:#}");
+        assert!(format!("{err:#}").contains("f.toml"), "the error names the file: {err:#}");
         let err = Config::from_layers(None, env(&[("FSTORE_STORE__BLOCK_CACHE", "1")])).unwrap_err();
         assert!(format!("{err:#}").contains("block_cache"), "{err:#}");
         let err = Config::from_layers(None, env(&[("FSTORE_LISTEN", "x")])).unwrap_err();
