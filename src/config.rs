@@ -55,6 +55,9 @@ pub struct StoreConfig {
     pub block_cache_mb: usize,
     /// RocksDB memtable size per column family, in MiB.
     pub write_buffer_mb: usize,
+    /// Cache of decoded rows in front of RocksDB, in MiB; 0 turns it off.
+    /// Every write invalidates the rows it touches.
+    pub row_cache_mb: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

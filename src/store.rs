@@ -19,6 +19,7 @@
 //! This module never decides *what* to write (that is ingest's job) and never
 //! speaks gRPC.
 
+pub mod cache;
 pub mod codec;
 pub mod keys;
 
@@ -34,6 +35,8 @@ use rocksdb::{
 use serde::{Deserialize, Serialize};
 
 use crate::config::StoreConfig;
+use codec::DecodedRow;
+use fstore_dsl::DataType;
 
 const CF_ROWS: &str = "rows";
 const CF_META: &str = "meta";
@@ -63,6 +66,8 @@ pub struct LoadRecord {
 
 pub struct Store {
     db: Arc<DB>,
+    /// Decoded rows in front of RocksDB; `None` when `store.row_cache_mb` is 0.
+    pub cache: Option<cache::RowCache>,
     /// Background compactions of freshly loaded generations, one at a time.
     compactor: Mutex<Option<Compactor>>,
 }
@@ -137,7 +142,9 @@ impl Store {
             vec![ColumnFamilyDescriptor::new(CF_ROWS, rows), ColumnFamilyDescriptor::new(CF_META, meta)];
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)
             .with_context(|| format!("opening RocksDB at {}", dir.display()))?;
-        let store = Store { db: Arc::new(db), compactor: Mutex::new(None) };
+        let cache =
+            (config.row_cache_mb > 0).then(|| cache::RowCache::new((config.row_cache_mb as u64) << 20));
+        let store = Store { db: Arc::new(db), cache, compactor: Mutex::new(None) };
         store.recover()?;
         Ok(store)
     }
@@ -193,13 +200,71 @@ impl Store {
         self.write(batch, Durability::Sync)
     }
 
-    /// A batch of row writes under construction.
+    /// A batch of row writes under construction. Its keys are invalidated in
+    /// the row cache once written.
     pub fn row_batch(&self) -> RowBatch<'_> {
-        RowBatch { cf: self.cf(CF_ROWS), batch: WriteBatch::default() }
+        RowBatch {
+            cf: self.cf(CF_ROWS),
+            batch: WriteBatch::default(),
+            written: self.cache.as_ref().map(|_| Vec::new()),
+        }
+    }
+
+    /// A batch for a generation no reader has seen yet (a REPLACE load): no
+    /// cached row can exist for its keys, so none are tracked.
+    pub fn fresh_generation_batch(&self) -> RowBatch<'_> {
+        RowBatch { cf: self.cf(CF_ROWS), batch: WriteBatch::default(), written: None }
     }
 
     pub fn write_rows(&self, rows: RowBatch<'_>, durability: Durability) -> anyhow::Result<()> {
-        self.write(rows.batch, durability)
+        self.write(rows.batch, durability)?;
+        if let (Some(cache), Some(written)) = (&self.cache, rows.written) {
+            for key in written {
+                cache.invalidate(&key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and decode rows by key, through the row cache. `types` are the
+    /// view's feature types (the stored layout).
+    pub fn read_rows(
+        &self,
+        keys: &[Vec<u8>],
+        types: &[DataType],
+    ) -> Result<Vec<Option<Arc<DecodedRow>>>, ReadError> {
+        let mut out: Vec<Option<Arc<DecodedRow>>> = vec![None; keys.len()];
+        let mut missing: Vec<usize> = Vec::new();
+        let mut tokens = Vec::new();
+        match &self.cache {
+            Some(cache) => {
+                for (i, key) in keys.iter().enumerate() {
+                    match cache.get(key) {
+                        Some(row) => out[i] = Some(row),
+                        None => {
+                            tokens.push(cache.read_token(key));
+                            missing.push(i);
+                        }
+                    }
+                }
+            }
+            None => missing.extend(0..keys.len()),
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_slice()).collect();
+        let found = self.db.batched_multi_get_cf(self.cf(CF_ROWS), &wanted, false);
+        for (n, result) in found.into_iter().enumerate() {
+            let i = missing[n];
+            let Some(bytes) = result.map_err(ReadError::Store)? else { continue };
+            let row = Arc::new(codec::decode_row(&bytes, types).map_err(ReadError::Corrupt)?);
+            if let Some(cache) = &self.cache {
+                cache.insert_if_unchanged(&keys[i], tokens[n], row.clone());
+            }
+            out[i] = Some(row);
+        }
+        Ok(out)
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> anyhow::Result<()> {
@@ -317,6 +382,17 @@ pub enum Durability {
 pub struct RowBatch<'a> {
     cf: &'a rocksdb::ColumnFamily,
     batch: WriteBatch,
+    /// Keys to invalidate in the row cache after the write.
+    written: Option<Vec<Vec<u8>>>,
+}
+
+/// A lookup that could not be answered from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("RocksDB read failed: {0}")]
+    Store(rocksdb::Error),
+    #[error(transparent)]
+    Corrupt(codec::CorruptRow),
 }
 
 impl RowBatch<'_> {
@@ -324,6 +400,9 @@ impl RowBatch<'_> {
     /// time is at least as great.
     pub fn upsert(&mut self, key: &[u8], encoded_row: &[u8]) {
         self.batch.merge_cf(self.cf, key, encoded_row);
+        if let Some(written) = &mut self.written {
+            written.push(key.to_vec());
+        }
     }
 
     pub fn len(&self) -> usize {

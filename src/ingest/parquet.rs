@@ -405,7 +405,10 @@ impl<'a> Load<'a> {
 
         // Encode each surviving row for every view that keeps it; a row that
         // fails to encode in any view is rejected from all of them.
-        let mut writes = self.engine.store.row_batch();
+        let mut writes = match self.mode {
+            Mode::Replace => self.engine.store.fresh_generation_batch(),
+            Mode::Upsert => self.engine.store.row_batch(),
+        };
         let prepared: Vec<_> = evaluated
             .iter()
             .map(|(keys, filter, values)| {

@@ -10,7 +10,6 @@ use tonic::Status;
 use crate::engine::Engine;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
 use crate::registry::Selection;
-use crate::store::codec::decode_row;
 use crate::store::keys::{push_key_part, view_prefix, KeyPart};
 
 pub fn get_online_features(
@@ -90,12 +89,12 @@ pub fn get_online_features(
             })
             .collect();
         let ttl_micros = info.ttl.map(|t| t.as_micros().min(i64::MAX as u128) as i64);
-        for (row, found) in engine.store.multi_get_rows(&keys).into_iter().enumerate() {
-            let found = found.map_err(|e| {
-                tracing::error!(view = %info.name, error = %e, "RocksDB read failed.");
-                Status::internal(format!("reading view `{}` failed", info.name))
-            })?;
-            let Some(bytes) = found else {
+        let rows_found = engine.store.read_rows(&keys, &info.feature_types).map_err(|e| {
+            tracing::error!(view = %info.name, error = %e, "Reading rows failed.");
+            Status::internal(format!("reading view `{}` failed", info.name))
+        })?;
+        for found in rows_found {
+            let Some(decoded) = found else {
                 for &(_, column) in &read.features {
                     let c = &mut columns[column];
                     c.values.push(proto::Value::default());
@@ -104,20 +103,14 @@ pub fn get_online_features(
                 }
                 continue;
             };
-            let decoded = decode_row(&bytes, &info.feature_types).map_err(|e| {
-                tracing::error!(view = %info.name, row, error = %e, "Stored row does not decode.");
-                Status::internal(format!("a stored row of view `{}` is corrupt", info.name))
-            })?;
             let expired = ttl_micros.is_some_and(|ttl| now.saturating_sub(decoded.event_time) > ttl);
-            let mut values = decoded.values;
             for &(feature, column) in &read.features {
-                let value = std::mem::take(&mut values[feature]);
                 let (value, status) = if expired {
                     (proto::Value::default(), FieldStatus::OutsideMaxAge)
-                } else if value.kind.is_none() {
-                    (value, FieldStatus::NullValue)
+                } else if decoded.values[feature].kind.is_none() {
+                    (proto::Value::default(), FieldStatus::NullValue)
                 } else {
-                    (value, FieldStatus::Present)
+                    (decoded.values[feature].clone(), FieldStatus::Present)
                 };
                 let c = &mut columns[column];
                 c.values.push(value);

@@ -138,6 +138,20 @@ impl Metrics {
                 let _ = writeln!(out, "fstore_rocksdb{{property=\"{name}\"}} {v}");
             }
         }
+        if let Some(cache) = &engine.store.cache {
+            use std::sync::atomic::Ordering::Relaxed;
+            out.push_str("# HELP fstore_row_cache Decoded-row cache in front of RocksDB.\n");
+            out.push_str("# TYPE fstore_row_cache gauge\n");
+            for (stat, value) in [
+                ("hits", cache.hits.load(Relaxed)),
+                ("misses", cache.misses.load(Relaxed)),
+                ("evictions", cache.evictions.load(Relaxed)),
+                ("entries", cache.entries()),
+                ("weighted_bytes", cache.weighted_bytes()),
+            ] {
+                let _ = writeln!(out, "fstore_row_cache{{stat=\"{stat}\"}} {value}");
+            }
+        }
         let _ = writeln!(
             out,
             "# TYPE fstore_uptime_seconds gauge\nfstore_uptime_seconds {}",

@@ -74,7 +74,7 @@ fn serve_on_the_examples_loads_sample_data_and_get_prints_a_table() {
     assert_eq!(embedding["values"][0].as_array().unwrap().len(), 16);
 
     // Per-service latency and counts, in Prometheus text format.
-    let metrics = http_get(server.metrics_port, "/metrics");
+    let metrics = server.metrics_text();
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
         metrics.contains(
@@ -87,15 +87,6 @@ fn serve_on_the_examples_loads_sample_data_and_get_prints_a_table() {
         "{metrics}"
     );
     assert!(metrics.contains("fstore_rocksdb{property=\"estimated_keys\"}"), "{metrics}");
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[test]

@@ -453,3 +453,54 @@ fn bad_files_fail_whole_naming_file_and_column_and_write_nothing() {
         assert_eq!(r.features[0].statuses[0], FieldStatus::NotFound as i32);
     });
 }
+
+#[test]
+fn an_upsert_is_served_at_once_even_after_the_row_was_cached() {
+    let builder = ServerBuilder::new(&[("defs.fdl", DEFS)]);
+    let dir = builder.root().join("incoming");
+    let now = fstore::now_micros();
+    let write = |name: &str, ts: i64, rating: f64| {
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("cid", Arc::new(Int64Array::from(vec![7]))),
+            ("product", Arc::new(StringArray::from(vec!["p"]))),
+            ("ts", Arc::new(TimestampMicrosecondArray::from(vec![ts]))),
+            ("rating", Arc::new(Float64Array::from(vec![rating]))),
+            ("bought", Arc::new(BooleanArray::from(vec![true]))),
+        ];
+        write_parquet(&dir.join(name), columns);
+    };
+    write("v1.parquet", now - 2 * HOUR, 1.0);
+    write("v2.parquet", now - HOUR, 2.0);
+    let server = builder.start();
+    let rating = |server: &Server| {
+        rt().block_on(async {
+            let r = server
+                .serving()
+                .await
+                .get_online_features(request_refs(
+                    &["pair_stats.rating"],
+                    vec![("customer_id", vec![int(7)]), ("product", vec![string("p")])],
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            r.features[0].values[0].kind.clone()
+        })
+    };
+    let ingest = |name: &str| {
+        let out = server.cli(&["ingest", "--source", "pairs", dir.join(name).to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    ingest("v1.parquet");
+    // Read twice so the row is cached, then upsert a newer one.
+    assert_eq!(rating(&server), Some(Kind::Float64Value(1.0)));
+    assert_eq!(rating(&server), Some(Kind::Float64Value(1.0)));
+    ingest("v2.parquet");
+    assert_eq!(
+        rating(&server),
+        Some(Kind::Float64Value(2.0)),
+        "the cache served a value older than the store"
+    );
+    let metrics = server.metrics_text();
+    assert!(metrics.contains("fstore_row_cache{stat=\"hits\"} 1"), "{metrics}");
+}

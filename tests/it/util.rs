@@ -163,6 +163,16 @@ impl Server {
         cmd.output().expect("running the fstore CLI")
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).unwrap();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).unwrap();
+        out
+    }
+
     pub async fn serving(&self) -> FeatureServingClient<Channel> {
         FeatureServingClient::new(Channel::from_shared(self.addr()).unwrap().connect().await.unwrap())
     }
