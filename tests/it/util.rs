@@ -148,6 +148,25 @@ impl Server {
         }
     }
 
+    /// SIGTERM, as an orchestrator stopping the server would; waits up to
+    /// `within` for the process to exit and returns its status.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "could not send SIGTERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("fstore serve did not exit within {within:?} of SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
