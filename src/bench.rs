@@ -148,7 +148,7 @@ pub fn run(args: BenchArgs, default_addr: String) -> anyhow::Result<ExitCode> {
     println!("{}", report::table(&reports));
     for run in &reports {
         for (code, message) in &run.error_messages {
-            println!("{} at {} req/s, first {code}: {message}", run.kind.label(), run.target_rps);
+            println!("{} at {} req/s, first {code}: {message}", run.setup.kind.label(), run.setup.target_rps);
         }
     }
     for run in &reports {
@@ -156,7 +156,7 @@ pub fn run(args: BenchArgs, default_addr: String) -> anyhow::Result<ExitCode> {
             println!(
                 "note: at {} req/s the client itself sent requests late (send lag p99 {lag:.3} ms): \
                  this machine, not only the server, limits that run.",
-                run.target_rps
+                run.setup.target_rps
             );
         }
     }

@@ -27,8 +27,8 @@ pub struct Series {
 /// The series of a set of runs: p50, p99 and p99.9 of the lookups (or of the
 /// baseline when only the baseline ran), and the baseline's p99 beside lookups.
 pub fn series_of(reports: &[RunReport]) -> Vec<Series> {
-    let lookups: Vec<&RunReport> = reports.iter().filter(|r| r.kind == RunKind::Lookup).collect();
-    let baselines: Vec<&RunReport> = reports.iter().filter(|r| r.kind == RunKind::Baseline).collect();
+    let lookups: Vec<&RunReport> = reports.iter().filter(|r| r.setup.kind == RunKind::Lookup).collect();
+    let baselines: Vec<&RunReport> = reports.iter().filter(|r| r.setup.kind == RunKind::Baseline).collect();
     let main = if lookups.is_empty() { &baselines } else { &lookups };
     let line =
         |name: &str, colour, dashed, runs: &[&RunReport], pick: fn(&RunReport) -> Option<f64>| Series {
@@ -51,13 +51,13 @@ pub fn series_of(reports: &[RunReport]) -> Vec<Series> {
 
 /// The chart's title: what was asked, and how many rows per request.
 pub fn title_of(reports: &[RunReport]) -> String {
-    let lookup = reports.iter().find(|r| r.kind == RunKind::Lookup);
+    let lookup = reports.iter().find(|r| r.setup.kind == RunKind::Lookup);
     match lookup {
         Some(run) => {
-            let rows = run.rows_per_request.unwrap_or(1);
+            let rows = run.setup.rows_per_request.unwrap_or(1);
             format!(
                 "fstore latency vs throughput: {}, {rows} row{} per request",
-                run.target,
+                run.setup.target,
                 if rows == 1 { "" } else { "s" }
             )
         }
@@ -260,6 +260,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::report::RunSetup;
 
     /// Checks that every tag is closed in order: enough XML well-formedness
     /// for a document we write ourselves (no CDATA, no comments).
@@ -290,16 +291,18 @@ mod tests {
 
     fn report(kind: RunKind, rate: f64, p50: f64) -> RunReport {
         RunReport {
-            kind,
-            target: "service <ranker> & co".into(),
-            rows_per_request: Some(10),
-            connections: 4,
-            distribution: "uniform".into(),
-            seed: 1,
-            target_rps: rate,
+            setup: RunSetup {
+                kind,
+                target: "service <ranker> & co".into(),
+                rows_per_request: Some(10),
+                connections: 4,
+                distribution: "uniform".into(),
+                seed: 1,
+                target_rps: rate,
+                warmup_s: 2.0,
+                duration_s: 10.0,
+            },
             achieved_rps: rate * 0.99,
-            warmup_s: 2.0,
-            duration_s: 10.0,
             measured_s: 10.0,
             requests: 100,
             ok: 100,

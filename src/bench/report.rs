@@ -32,19 +32,11 @@ impl RunKind {
 /// their units, and a latency is null when no request succeeded.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
-    pub kind: RunKind,
-    /// `service NAME`, `features a.x,b.*` or `health check`.
-    pub target: String,
-    /// Entity rows per lookup; null for the baseline.
-    pub rows_per_request: Option<usize>,
-    pub connections: usize,
-    pub distribution: String,
-    pub seed: u64,
-    pub target_rps: f64,
+    /// What was run; its fields appear at the top level of the JSON.
+    #[serde(flatten)]
+    pub setup: RunSetup,
     /// Successful recorded requests per second of measured time.
     pub achieved_rps: f64,
-    pub warmup_s: f64,
-    pub duration_s: f64,
     /// From the first recorded request's scheduled send to the last response
     /// (at least `duration_s`): a server that falls behind stretches it.
     pub measured_s: f64,
@@ -74,8 +66,9 @@ pub struct RunReport {
 }
 
 /// What a run was, apart from its measurement.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct RunSetup {
+    /// Lookups or the no-op baseline.
     pub kind: RunKind,
     pub target: String,
     pub rows_per_request: Option<usize>,
@@ -93,16 +86,8 @@ impl RunReport {
         let latency = &measurement.latency_us;
         let quantile = |q: f64| (!latency.is_empty()).then(|| micros_to_ms(latency.value_at_quantile(q)));
         RunReport {
-            kind: setup.kind,
-            target: setup.target,
-            rows_per_request: setup.rows_per_request,
-            connections: setup.connections,
-            distribution: setup.distribution,
-            seed: setup.seed,
-            target_rps: setup.target_rps,
+            setup,
             achieved_rps: if measured_s > 0.0 { round3(measurement.ok as f64 / measured_s) } else { 0.0 },
-            warmup_s: setup.warmup_s,
-            duration_s: setup.duration_s,
             measured_s: round3(measured_s),
             requests: measurement.requests,
             ok: measurement.ok,
@@ -184,8 +169,8 @@ pub fn table(reports: &[RunReport]) -> Table {
     table.set_header(header);
     for report in reports {
         let mut row = vec![
-            report.kind.label().to_string(),
-            format!("{}", report.target_rps),
+            report.setup.kind.label().to_string(),
+            format!("{}", report.setup.target_rps),
             format!("{:.1}", report.achieved_rps),
             report.requests.to_string(),
             report.errors_cell(),
