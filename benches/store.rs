@@ -72,7 +72,7 @@ fn multi_get(c: &mut Criterion) {
     };
     let mut value = Vec::new();
     for chunk in (0..ROWS).collect::<Vec<_>>().chunks(10_000) {
-        let mut batch = store.row_batch();
+        let mut batch = store.batch();
         for &row in chunk {
             encode_row(1, &refs, row, &mut value).unwrap();
             batch.upsert(&key(row as i64), &value);

@@ -385,6 +385,7 @@ async fn prepare_lookup(
     let probe = proto::GetOnlineFeaturesRequest {
         selector: Some(selector),
         entities: keys::draw_entities(&columns, args.rows, &mut rng),
+        ..Default::default()
     };
     let response = tokio::time::timeout(SETUP_TIMEOUT, serving.get_online_features(setup_request(probe)))
         .await

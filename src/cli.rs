@@ -241,6 +241,12 @@ async fn ingest(addr: String, source: String, replace: bool, paths: Vec<String>)
         format!("{:.3}", report.duration_micros as f64 / 1e6),
     ]);
     println!("{table}");
+    if report.rows_too_late > 0 {
+        println!(
+            "{} events were older than every window of an aggregating view: kept only in lifetime aggregates",
+            report.rows_too_late
+        );
+    }
     for e in &report.sample_errors {
         println!("rejected: {e}");
     }
@@ -307,7 +313,11 @@ async fn get(
         Some(s) => proto::get_online_features_request::Selector::FeatureService(s),
         None => proto::get_online_features_request::Selector::Features(proto::FeatureRefs { refs: features }),
     };
-    let request = proto::GetOnlineFeaturesRequest { selector: Some(selector), entities: entities.clone() };
+    let request = proto::GetOnlineFeaturesRequest {
+        selector: Some(selector),
+        entities: entities.clone(),
+        ..Default::default()
+    };
     let response = match serving.get_online_features(request).await {
         Ok(r) => r.into_inner(),
         Err(status) => bail!("{}: {}", describe_code(status.code()), status.message()),

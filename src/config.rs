@@ -25,6 +25,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub ingest: IngestConfig,
+    pub kafka: KafkaConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -67,6 +68,27 @@ pub struct IngestConfig {
     pub batch_rows: usize,
     /// How many rejected-row reasons an ingest report carries.
     pub max_sample_errors: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`; empty means no Kafka: stream sources stay
+    /// idle (logged once at start) and everything else works.
+    pub brokers: String,
+    /// Consumer group of every stream source. Servers sharing a group share
+    /// the partitions of each topic.
+    pub group_id: String,
+    /// Most messages applied in one atomic store write.
+    pub batch_max: usize,
+    /// Longest wait for more messages before a partial batch is written, in
+    /// milliseconds: the freshness cost of batching.
+    pub linger_ms: u64,
+    /// Any librdkafka property, passed through to every consumer and producer
+    /// (for example `"security.protocol" = "SASL_SSL"`, `"sasl.mechanism"`,
+    /// `"ssl.ca.location"`). They override fstore's own settings.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -145,6 +167,9 @@ impl Config {
         if self.ingest.batch_rows == 0 {
             bail!("ingest.batch_rows must be at least 1");
         }
+        if self.kafka.batch_max == 0 {
+            bail!("kafka.batch_max must be at least 1");
+        }
         if self.server.max_rows_per_request == 0 {
             bail!("server.max_rows_per_request must be at least 1");
         }
@@ -204,6 +229,21 @@ mod tests {
         assert!(format!("{err:#}").contains("block_cache"), "{err:#}");
         let err = Config::from_layers(None, env(&[("FSTORE_LISTEN", "x")])).unwrap_err();
         assert!(format!("{err:#}").contains("FSTORE_<SECTION>__<KEY>"), "{err:#}");
+    }
+
+    #[test]
+    fn kafka_properties_pass_through_from_file_and_environment() {
+        let file = "[kafka]\nbrokers = \"b:9092\"\n[kafka.properties]\n\"security.protocol\" = \"SSL\"\n";
+        let c = Config::from_layers(Some((Path::new("fstore.toml"), file)), env(&[])).unwrap();
+        assert_eq!(c.kafka.brokers, "b:9092");
+        assert_eq!(c.kafka.properties["security.protocol"], "SSL");
+        let c = Config::from_layers(
+            None,
+            env(&[("FSTORE_KAFKA__PROPERTIES", "{ \"sasl.mechanism\" = \"PLAIN\" }")]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.properties["sasl.mechanism"], "PLAIN");
+        assert_eq!(Config::defaults().kafka.brokers, "", "no Kafka unless configured");
     }
 
     #[test]

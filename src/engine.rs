@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,11 @@ pub struct Engine {
     source_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     status: Mutex<HashMap<String, SourceStatus>>,
     started: Instant,
+    /// Arrival order of events (`last`/`first` break event-time ties by it).
+    /// Starts from the clock so that it keeps growing across restarts.
+    seq: AtomicU64,
+    /// Stream sources' figures, in source order.
+    streams: Mutex<Vec<Arc<crate::stream::stats::StreamStats>>>,
 }
 
 /// What GetStatus says of one source's batch loads.
@@ -58,6 +64,7 @@ impl Engine {
     pub fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
         let registry = Registry::load(&config.server.definitions_dir)?;
         let store = Store::open(&config.server.data_dir, &config.store)?;
+        store.set_agg_horizons(agg_horizons(&registry));
         let generations = store
             .view_metas()?
             .into_iter()
@@ -72,6 +79,8 @@ impl Engine {
             source_locks: Mutex::default(),
             status: Mutex::default(),
             started: Instant::now(),
+            streams: Mutex::default(),
+            seq: AtomicU64::new((crate::now_micros().max(0) as u64).saturating_mul(1000)),
         }))
     }
 
@@ -84,6 +93,20 @@ impl Engine {
     /// before it deletes the old generation.
     pub fn generations(&self) -> Arc<Generations> {
         self.generations.load_full()
+    }
+
+    /// Reserve arrival numbers for `n` events; returns the first.
+    pub fn next_seq(&self, n: usize) -> u64 {
+        self.seq.fetch_add(n as u64, Ordering::Relaxed)
+    }
+
+    pub fn register_stream(&self, stats: Arc<crate::stream::stats::StreamStats>) {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).push(stats);
+    }
+
+    /// Every stream source's figures.
+    pub fn streams(&self) -> Vec<Arc<crate::stream::stats::StreamStats>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn uptime(&self) -> Duration {
@@ -140,4 +163,24 @@ impl Engine {
     pub fn source_status(&self) -> HashMap<String, SourceStatus> {
         self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Per aggregating view, how far back its tiles can still be read.
+fn agg_horizons(registry: &Registry) -> HashMap<u64, crate::store::AggHorizon> {
+    registry
+        .plan
+        .views
+        .iter()
+        .zip(&registry.views)
+        .filter_map(|(view, info)| {
+            let fstore_dsl::plan::ViewBody::Aggregating { resolution, features } = &view.body else {
+                return None;
+            };
+            let resolution_micros = resolution.as_micros() as i64;
+            let keep_tiles = fstore_dsl::agg::horizon_tiles(features, resolution_micros)?;
+            let horizon =
+                crate::store::AggHorizon { key_parts: info.key_names.len(), resolution_micros, keep_tiles };
+            Some((info.fingerprint, horizon))
+        })
+        .collect()
 }

@@ -2,12 +2,15 @@
 //!
 //! - [`parquet`]: batch snapshots and upserts from Parquet files, through
 //!   the `FeatureAdmin.IngestParquet` RPC.
-//! - Kafka streams (with windowed aggregations) come with the streaming work
-//!   and plug in beside it, writing through the same [`crate::store`] API.
+//! - [`crate::stream`]: Kafka messages, decoded by [`json`].
 //!
-//! [`convert`] reads source columns as the types the definitions need.
+//! Both turn their input into a typed Arrow batch ([`convert`] reads Parquet
+//! columns as the types the definitions need) and hand it to [`events`],
+//! which evaluates every view and builds the store writes.
 
 pub mod convert;
+pub mod events;
+pub mod json;
 pub mod parquet;
 
 use serde::Serialize;
@@ -23,6 +26,9 @@ pub struct IngestReport {
     /// neither written nor rejected).
     pub rows_written: u64,
     pub rows_rejected: u64,
+    /// Events older than every window of an aggregating view: kept only in
+    /// its lifetime aggregates.
+    pub rows_too_late: u64,
     pub sample_errors: Vec<String>,
     pub duration_micros: u64,
 }

@@ -12,7 +12,10 @@
 //! - [`store`]: the RocksDB key layout, value encoding and the database.
 //! - [`engine`]: the running store: registry, database and the generation
 //!   map that makes REPLACE atomic for readers.
-//! - [`ingest`]: Parquet loads (and, later, Kafka streams), ending in store writes.
+//! - [`ingest`]: turning Parquet files and JSON messages into typed batches,
+//!   and batches into store writes for every view of their source.
+//! - [`stream`]: Kafka consumers, one per stream source, writing each batch
+//!   with its offsets atomically.
 //! - [`serve`]: the gRPC services, health and reflection.
 //! - [`bench`]: `fstore bench`, an open-loop load generator over the gRPC API.
 //! - [`cli`]: the `fstore` command line: `serve`, `check`, `ingest`, `get`.
@@ -27,6 +30,7 @@ pub mod ingest;
 pub mod registry;
 pub mod serve;
 pub mod store;
+pub mod stream;
 
 /// The public gRPC contract, generated from `proto/fstore/v1/fstore.proto`.
 pub mod proto {

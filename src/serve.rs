@@ -142,6 +142,7 @@ fn report_to_proto(r: IngestReport) -> proto::IngestReport {
         rows_rejected: r.rows_rejected,
         sample_errors: r.sample_errors,
         duration_micros: r.duration_micros,
+        rows_too_late: r.rows_too_late,
     }
 }
 
@@ -176,6 +177,7 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
         })
         .collect();
     let status = engine.source_status();
+    let streams = engine.streams();
     let sources: Vec<_> = registry
         .plan
         .sources
@@ -186,12 +188,14 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
                 fstore_dsl::plan::SourceKind::Kafka { topic, .. } => ("kafka", topic.clone()),
             };
             let st = status.get(&s.name).cloned().unwrap_or_default();
+            let stream = streams.iter().find(|t| t.source == s.name).map(|t| t.to_json());
             json!({
                 "name": s.name,
                 "type": kind,
                 "location": location,
                 "ingest_in_progress": st.in_progress,
                 "last_ingest": st.last_ingest,
+                "stream": stream,
             })
         })
         .collect();
@@ -265,6 +269,8 @@ pub async fn run(
         }
     };
 
+    let streams = crate::stream::Streams::start(&engine);
+
     let metrics = Arc::new(Metrics::default());
     let metrics_addr = engine.config.server.metrics_listen;
     let metrics_listener = TcpListener::bind(metrics_addr)
@@ -288,5 +294,7 @@ pub async fn run(
         .await;
     loader.abort();
     let _ = metrics_server.await;
+    // Write what the consumers hold and leave the consumer group.
+    let _ = tokio::task::spawn_blocking(move || streams.stop()).await;
     result.map_err(Into::into)
 }

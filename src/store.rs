@@ -7,10 +7,18 @@
 //!   `newest_row` operator (greatest event time wins, ties go to the later
 //!   write), so ingest never reads before it writes and concurrent writers of
 //!   one key cannot lose a newer row to an older one.
+//! - `aggs`: partial aggregates of aggregating views, per entity and tile and
+//!   once per entity for lifetime aggregates (layout in [`keys`]). Writes are
+//!   merges of partial states (`agg_merge`, see `fstore_dsl::agg`), so an
+//!   event is folded in without reading first. A compaction filter deletes
+//!   tiles that no window can reach any more ([`Store::set_agg_horizons`]).
 //! - `meta`: one JSON record per view fingerprint ([`ViewMeta`]): the active
-//!   generation, a generation being loaded, and the last load.
+//!   generation, a generation being loaded, and the last load; and the next
+//!   Kafka offset to consume per source, topic and partition.
 //!
-//! What is atomic: a REPLACE writes a whole new generation beside the active
+//! What is atomic: a stream batch's rows, aggregate states and consumed
+//! offsets go in one write ([`Batch`]), so after a crash the stored offsets
+//! say exactly which events the stored state holds. A REPLACE writes a whole new generation beside the active
 //! one, flushes it, then switches every affected view's active generation in
 //! one synced write to `meta`. Readers see the old generation or the new one.
 //! A crash before the switch leaves a `pending_generation` that [`Store::open`]
@@ -40,6 +48,21 @@ use fstore_dsl::DataType;
 
 const CF_ROWS: &str = "rows";
 const CF_META: &str = "meta";
+const CF_AGGS: &str = "aggs";
+
+/// How long an aggregating view's tiles stay useful (see [`Store::set_agg_horizons`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AggHorizon {
+    /// Entity key columns of the view (to find the tile suffix in a key).
+    pub key_parts: usize,
+    /// Tile size in microseconds.
+    pub resolution_micros: i64,
+    /// The longest window in tiles: tiles more than this many before the
+    /// current one are never read again.
+    pub keep_tiles: i64,
+}
+
+type Horizons = Arc<arc_swap::ArcSwap<HashMap<u64, AggHorizon>>>;
 
 /// What the store remembers about one view (by fingerprint).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -70,6 +93,8 @@ pub struct Store {
     pub cache: Option<cache::RowCache>,
     /// Background compactions of freshly loaded generations, one at a time.
     compactor: Mutex<Option<Compactor>>,
+    /// Read by the `aggs` compaction filter.
+    horizons: Horizons,
 }
 
 struct Compactor {
@@ -137,14 +162,37 @@ impl Store {
         rows.set_bottommost_compression_type(rocksdb::DBCompressionType::Zstd);
         rows.set_merge_operator("newest_row", newest_row_full_merge, newest_row_partial_merge);
 
+        // Aggregate states: read by range scans of one entity, written by merges.
+        let mut aggs = Options::default();
+        let mut agg_table = BlockBasedOptions::default();
+        agg_table.set_block_cache(&cache);
+        agg_table.set_cache_index_and_filter_blocks(true);
+        agg_table.set_format_version(5);
+        aggs.set_block_based_table_factory(&agg_table);
+        aggs.set_write_buffer_size(config.write_buffer_mb << 20);
+        aggs.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        aggs.set_merge_operator("agg_merge", agg_merge, agg_merge);
+        let horizons: Horizons = Arc::default();
+        let filter_horizons = horizons.clone();
+        aggs.set_compaction_filter("expired_tiles", move |_level: u32, key: &[u8], _value: &[u8]| {
+            if tile_expired(&filter_horizons.load(), key, crate::now_micros()) {
+                rocksdb::compaction_filter::Decision::Remove
+            } else {
+                rocksdb::compaction_filter::Decision::Keep
+            }
+        });
+
         let meta = Options::default();
-        let cfs =
-            vec![ColumnFamilyDescriptor::new(CF_ROWS, rows), ColumnFamilyDescriptor::new(CF_META, meta)];
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_ROWS, rows),
+            ColumnFamilyDescriptor::new(CF_META, meta),
+            ColumnFamilyDescriptor::new(CF_AGGS, aggs),
+        ];
         let db = DB::open_cf_descriptors(&db_opts, dir, cfs)
             .with_context(|| format!("opening RocksDB at {}", dir.display()))?;
         let cache =
             (config.row_cache_mb > 0).then(|| cache::RowCache::new((config.row_cache_mb as u64) << 20));
-        let store = Store { db: Arc::new(db), cache, compactor: Mutex::new(None) };
+        let store = Store { db: Arc::new(db), cache, compactor: Mutex::new(None), horizons };
         store.recover()?;
         Ok(store)
     }
@@ -200,11 +248,13 @@ impl Store {
         self.write(batch, Durability::Sync)
     }
 
-    /// A batch of row writes under construction. Its keys are invalidated in
+    /// A batch of writes under construction. Its row keys are invalidated in
     /// the row cache once written.
-    pub fn row_batch(&self) -> RowBatch<'_> {
-        RowBatch {
-            cf: self.cf(CF_ROWS),
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            rows: self.cf(CF_ROWS),
+            aggs: self.cf(CF_AGGS),
+            meta: self.cf(CF_META),
             batch: WriteBatch::default(),
             written: self.cache.as_ref().map(|_| Vec::new()),
         }
@@ -212,11 +262,83 @@ impl Store {
 
     /// A batch for a generation no reader has seen yet (a REPLACE load): no
     /// cached row can exist for its keys, so none are tracked.
-    pub fn fresh_generation_batch(&self) -> RowBatch<'_> {
-        RowBatch { cf: self.cf(CF_ROWS), batch: WriteBatch::default(), written: None }
+    pub fn fresh_generation_batch(&self) -> Batch<'_> {
+        Batch { written: None, ..self.batch() }
     }
 
-    pub fn write_rows(&self, rows: RowBatch<'_>, durability: Durability) -> anyhow::Result<()> {
+    /// Which tiles of which aggregating views (by fingerprint) compaction may
+    /// delete: those more than `keep_tiles` before the current tile.
+    pub fn set_agg_horizons(&self, horizons: HashMap<u64, AggHorizon>) {
+        self.horizons.store(Arc::new(horizons));
+    }
+
+    /// The next offset to consume per (topic, partition) of a stream source,
+    /// as last written with the state it produced.
+    pub fn stream_offsets(&self, source: &str) -> anyhow::Result<HashMap<(String, i32), i64>> {
+        let prefix = format!("offset/{source}/");
+        let mut out = HashMap::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), prefix.as_bytes()) {
+            let (key, value) = item.context("reading stream offsets")?;
+            let Some(rest) = key.strip_prefix(prefix.as_bytes()) else { break };
+            let rest = std::str::from_utf8(rest).context("corrupt offset key")?;
+            let (topic, partition) = rest.rsplit_once('/').context("corrupt offset key")?;
+            let offset: [u8; 8] = value.as_ref().try_into().context("corrupt offset")?;
+            out.insert((topic.to_string(), partition.parse()?), i64::from_le_bytes(offset));
+        }
+        Ok(out)
+    }
+
+    /// Every aggregate state of the entities `entity_keys` (each a view
+    /// prefix followed by an entity key) whose tile lies in `tiles`, and its
+    /// lifetime state. `None` for an entity with no state at all.
+    pub fn read_agg_states(
+        &self,
+        entity_keys: &[Vec<u8>],
+        key_parts: usize,
+        tiles: std::ops::RangeInclusive<i64>,
+    ) -> Result<Vec<Option<AggStates>>, ReadError> {
+        use fstore_dsl::agg::State;
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_AGGS));
+        let mut out = Vec::with_capacity(entity_keys.len());
+        let mut seek = Vec::with_capacity(64);
+        for entity in entity_keys {
+            seek.clear();
+            seek.extend_from_slice(entity);
+            keys::push_tile(&mut seek, *tiles.start());
+            iter.seek(&seek);
+            let mut found = AggStates::default();
+            let mut any = false;
+            while let Some((key, value)) = iter.item() {
+                if !key.starts_with(entity) {
+                    break;
+                }
+                let slot = keys::agg_slot(&key[keys::PREFIX_LEN..], key_parts)
+                    .ok_or(ReadError::Corrupt(codec::CorruptRow("aggregate key")))?;
+                any = true;
+                match slot {
+                    keys::AggSlot::Tile(t) if tiles.contains(&t) => found.tiles.push((
+                        t,
+                        State::decode(value)
+                            .map_err(|_| ReadError::Corrupt(codec::CorruptRow("tile state")))?,
+                    )),
+                    keys::AggSlot::Tile(_) => {}
+                    keys::AggSlot::Lifetime => {
+                        found.lifetime = Some(
+                            State::decode(value)
+                                .map_err(|_| ReadError::Corrupt(codec::CorruptRow("lifetime state")))?,
+                        );
+                        break;
+                    }
+                }
+                iter.next();
+            }
+            iter.status().map_err(ReadError::Store)?;
+            out.push(any.then_some(found));
+        }
+        Ok(out)
+    }
+
+    pub fn write_rows(&self, rows: Batch<'_>, durability: Durability) -> anyhow::Result<()> {
         self.write(rows.batch, durability)?;
         if let (Some(cache), Some(written)) = (&self.cache, rows.written) {
             for key in written {
@@ -289,10 +411,17 @@ impl Store {
         }
         let start = keys::view_prefix(fingerprint, from);
         let end = keys::view_prefix(fingerprint, to);
-        let cf = self.cf(CF_ROWS);
-        self.db.delete_range_cf(cf, start, end).context("deleting an old generation")?;
-        self.db.compact_range_cf(cf, Some(start), Some(end));
+        for cf in [CF_ROWS, CF_AGGS] {
+            let cf = self.cf(cf);
+            self.db.delete_range_cf(cf, start, end).context("deleting an old generation")?;
+            self.db.compact_range_cf(cf, Some(start), Some(end));
+        }
         Ok(())
+    }
+
+    /// Run the `aggs` compaction (and its expired-tile filter) now, over everything.
+    pub fn compact_aggs(&self) {
+        self.db.compact_range_cf(self.cf(CF_AGGS), None::<&[u8]>, None::<&[u8]>);
     }
 
     /// Rewrite one generation into the bottom level: merge operands become
@@ -340,9 +469,19 @@ impl Store {
     /// How many rows one generation of one view holds (a full scan of that
     /// range: for tests and diagnostics, not for the request path).
     pub fn count_rows(&self, fingerprint: u64, generation: u32) -> anyhow::Result<usize> {
+        self.count_keys(CF_ROWS, fingerprint, generation)
+    }
+
+    /// How many aggregate states (tiles and lifetime states) one generation
+    /// of an aggregating view holds; for tests and diagnostics.
+    pub fn count_agg_states(&self, fingerprint: u64, generation: u32) -> anyhow::Result<usize> {
+        self.count_keys(CF_AGGS, fingerprint, generation)
+    }
+
+    fn count_keys(&self, cf: &str, fingerprint: u64, generation: u32) -> anyhow::Result<usize> {
         let prefix = keys::view_prefix(fingerprint, generation);
         let mut count = 0;
-        for item in self.db.prefix_iterator_cf(self.cf(CF_ROWS), prefix) {
+        for item in self.db.prefix_iterator_cf(self.cf(cf), prefix) {
             let (key, _) = item.context("scanning rows")?;
             if !key.starts_with(&prefix) {
                 break;
@@ -359,12 +498,42 @@ impl Store {
 }
 
 fn compact_generation(db: &DB, fingerprint: u64, generation: u32) {
-    let Some(cf) = db.cf_handle(CF_ROWS) else { return };
     let start = keys::view_prefix(fingerprint, generation);
     let end = keys::view_prefix(fingerprint, generation.saturating_add(1));
     let mut opts = rocksdb::CompactOptions::default();
     opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-    db.compact_range_cf_opt(cf, Some(start), Some(end), &opts);
+    for cf in [CF_ROWS, CF_AGGS] {
+        if let Some(cf) = db.cf_handle(cf) {
+            db.compact_range_cf_opt(cf, Some(start), Some(end), &opts);
+        }
+    }
+}
+
+/// Whether an `aggs` key is a tile that no window can reach at time `now`.
+fn tile_expired(horizons: &HashMap<u64, AggHorizon>, key: &[u8], now: i64) -> bool {
+    let Some(fingerprint) = key.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else {
+        return false;
+    };
+    let Some(h) = horizons.get(&fingerprint) else { return false };
+    match key.get(keys::PREFIX_LEN..).and_then(|rest| keys::agg_slot(rest, h.key_parts)) {
+        Some(keys::AggSlot::Tile(t)) => {
+            t < fstore_dsl::agg::tile_of(now, h.resolution_micros).saturating_sub(h.keep_tiles)
+        }
+        _ => false,
+    }
+}
+
+/// Merge partial aggregate states; see `fstore_dsl::agg`.
+fn agg_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    fstore_dsl::agg::merge_encoded(existing, operands)
+}
+
+/// The aggregate states of one entity that a lookup needs.
+#[derive(Debug, Default)]
+pub struct AggStates {
+    /// (tile index, state), in tile order.
+    pub tiles: Vec<(i64, fstore_dsl::agg::State)>,
+    pub lifetime: Option<fstore_dsl::agg::State>,
 }
 
 /// How hard a write must be made durable before it returns.
@@ -379,8 +548,11 @@ pub enum Durability {
     FlushBeforeCommit,
 }
 
-pub struct RowBatch<'a> {
-    cf: &'a rocksdb::ColumnFamily,
+/// Writes that become visible together, in one RocksDB write.
+pub struct Batch<'a> {
+    rows: &'a rocksdb::ColumnFamily,
+    aggs: &'a rocksdb::ColumnFamily,
+    meta: &'a rocksdb::ColumnFamily,
     batch: WriteBatch,
     /// Keys to invalidate in the row cache after the write.
     written: Option<Vec<Vec<u8>>>,
@@ -395,11 +567,21 @@ pub enum ReadError {
     Corrupt(codec::CorruptRow),
 }
 
-impl RowBatch<'_> {
+impl Batch<'_> {
+    /// Fold an encoded partial aggregate state into the one stored at `key`.
+    pub fn merge_agg(&mut self, key: &[u8], encoded_state: &[u8]) {
+        self.batch.merge_cf(self.aggs, key, encoded_state);
+    }
+
+    /// Record the next offset to consume of a stream source's partition.
+    pub fn put_offset(&mut self, source: &str, topic: &str, partition: i32, next: i64) {
+        self.batch.put_cf(self.meta, format!("offset/{source}/{topic}/{partition}"), next.to_le_bytes());
+    }
+
     /// Upsert an encoded row: it replaces the stored one only if its event
     /// time is at least as great.
     pub fn upsert(&mut self, key: &[u8], encoded_row: &[u8]) {
-        self.batch.merge_cf(self.cf, key, encoded_row);
+        self.batch.merge_cf(self.rows, key, encoded_row);
         if let Some(written) = &mut self.written {
             written.push(key.to_vec());
         }
@@ -467,21 +649,21 @@ mod tests {
         let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
         let key = b"k".to_vec();
         for (t, payload) in [(10, 1), (5, 2), (10, 3), (7, 4)] {
-            let mut batch = store.row_batch();
+            let mut batch = store.batch();
             batch.upsert(&key, &row(t, payload));
             store.write_rows(batch, Durability::Wal).unwrap();
         }
         assert_eq!(get(&store, &key), Some(row(10, 3)));
 
         // Also within one batch, and after a flush and a compaction.
-        let mut batch = store.row_batch();
+        let mut batch = store.batch();
         batch.upsert(&key, &row(11, 5));
         batch.upsert(&key, &row(9, 6));
         store.write_rows(batch, Durability::Wal).unwrap();
         store.flush_rows().unwrap();
         store.db.compact_range_cf(store.cf(CF_ROWS), None::<&[u8]>, None::<&[u8]>);
         assert_eq!(get(&store, &key), Some(row(11, 5)));
-        let mut batch = store.row_batch();
+        let mut batch = store.batch();
         batch.upsert(&key, &row(3, 7));
         store.write_rows(batch, Durability::Wal).unwrap();
         assert_eq!(get(&store, &key), Some(row(11, 5)), "an older row never overwrites a newer one");
@@ -498,7 +680,7 @@ mod tests {
         };
         {
             let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
-            let mut batch = store.row_batch();
+            let mut batch = store.batch();
             for g in 1..=3 {
                 batch.upsert(&key(g), &row(1, g as u8));
             }

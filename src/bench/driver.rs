@@ -271,6 +271,7 @@ impl Scheduler {
                 Workload::Lookup { selector, columns, rows } => Call::Lookup(GetOnlineFeaturesRequest {
                     selector: Some(selector.clone()),
                     entities: draw_entities(columns, *rows, &mut rng),
+                    ..Default::default()
                 }),
                 Workload::HealthCheck => Call::HealthCheck,
             };

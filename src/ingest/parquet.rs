@@ -24,18 +24,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{Field, Int64Type, Schema, TimestampMicrosecondType};
-use fstore_dsl::plan::{Source, SourceKind, ViewBody};
-use fstore_dsl::DataType;
+use arrow::datatypes::{Field, Schema, TimestampMicrosecondType};
+use fstore_dsl::plan::{Source, SourceKind};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::convert::{compatible, convert};
-use super::{IngestError, IngestReport};
+use super::{events, IngestError, IngestReport};
 use crate::engine::{Engine, IngestProgress};
 use crate::registry::Registry;
-use crate::store::codec::{encode_row, ColumnRef};
-use crate::store::keys::{push_key_part, view_prefix, KeyPart};
 use crate::store::{Durability, LoadRecord, ViewMeta};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,23 +72,23 @@ fn ingest_views(
     let started = Instant::now();
     let registry = engine.registry();
     let Some((source_index, source_def)) = registry.plan.source(source) else {
-        let known: Vec<_> = registry
-            .plan
-            .sources
-            .iter()
-            .filter(|s| matches!(s.kind, SourceKind::Parquet { .. }))
-            .map(|s| s.name.as_str())
-            .collect();
+        let known: Vec<_> = registry.plan.sources.iter().map(|s| s.name.as_str()).collect();
         return Err(IngestError::Invalid(format!(
-            "unknown source `{source}`; parquet sources are: {}",
+            "unknown source `{source}`; sources are: {}",
             known.join(", ")
         )));
     };
-    let SourceKind::Parquet { path: own_path } = &source_def.kind else {
-        return Err(IngestError::Invalid(format!(
-            "source `{source}` is of type kafka; only parquet sources can be loaded from files"
-        )));
+    // A stream source's views can be backfilled from Parquet files of its
+    // events, named in the request (the source itself has no path).
+    let own_path = match &source_def.kind {
+        SourceKind::Parquet { path } => Some(path.clone()),
+        SourceKind::Kafka { .. } => None,
     };
+    if paths.is_empty() && own_path.is_none() {
+        return Err(IngestError::Invalid(format!(
+            "source `{source}` is a Kafka stream; name the Parquet files of its events to backfill from"
+        )));
+    }
     let mut views = registry.views_of_source(source_index);
     if let Some(only) = only {
         views.retain(|v| only.contains(v));
@@ -101,13 +98,10 @@ fn ingest_views(
             "no view reads source `{source}`, so there is nothing to load"
         )));
     }
-    if let Some(&v) = views.iter().find(|&&v| registry.views[v].aggregating) {
-        return Err(IngestError::Unsupported(format!(
-            "view `{}` aggregates source `{source}`; backfilling aggregating views from Parquet is not supported yet",
-            registry.views[v].name
-        )));
-    }
-    let paths: Vec<String> = if paths.is_empty() { vec![own_path.clone()] } else { paths.to_vec() };
+    let paths: Vec<String> = match own_path {
+        Some(own) if paths.is_empty() => vec![own],
+        _ => paths.to_vec(),
+    };
     let files = expand_paths(engine, &paths)?;
     let rows_total = check_schemas(&files, source_def)?;
 
@@ -370,95 +364,24 @@ impl<'a> Load<'a> {
             }
         }
 
-        // Evaluate every view over the whole batch; rejected rows are skipped when writing.
-        let mut evaluated = Vec::with_capacity(self.targets.len());
-        for target in &self.targets {
-            let view = &self.registry.plan.views[target.view];
-            let entity = &self.registry.plan.entities[view.entity];
-            let mut keys = Vec::new();
-            for (key, field) in entity.keys.iter().zip(&view.key_fields) {
-                let column = typed.column_by_name(field).context("key fields are always read")?.clone();
-                for row in 0..rows {
-                    if column.is_null(row) {
-                        rejects
-                            .entry(row)
-                            .or_insert_with(|| format!("key `{}` (field `{field}`) is null", key.name));
-                    }
-                }
-                keys.push((key.ty, column));
-            }
-            let filter = match &view.filter {
-                Some(f) => Some(fstore_dsl::eval(f, &typed).context("evaluating a view filter")?),
-                None => None,
-            };
-            let ViewBody::Row { features } = &view.body else {
-                return Err(IngestError::Unsupported("aggregating view".into()));
-            };
-            let mut values = Vec::with_capacity(features.len());
-            for f in features {
-                let array = fstore_dsl::eval(&f.expr, &typed)
-                    .with_context(|| format!("evaluating feature `{}.{}`", view.name, f.name))?;
-                values.push((f.ty, array));
-            }
-            evaluated.push((keys, filter, values));
-        }
-
-        // Encode each surviving row for every view that keeps it; a row that
-        // fails to encode in any view is rejected from all of them.
         let mut writes = match self.mode {
             Mode::Replace => self.engine.store.fresh_generation_batch(),
-            Mode::Upsert => self.engine.store.row_batch(),
+            Mode::Upsert => self.engine.store.batch(),
         };
-        let prepared: Vec<_> = evaluated
+        let targets: Vec<events::Target> = self
+            .targets
             .iter()
-            .map(|(keys, filter, values)| {
-                let refs = values.iter().map(|(ty, a)| ColumnRef::new(a, *ty)).collect::<Result<Vec<_>, _>>();
-                (keys, filter.as_ref().map(|f| f.as_boolean().clone()), refs)
-            })
+            .map(|t| events::Target { view: t.view, fingerprint: t.fingerprint, generation: t.generation })
             .collect();
-        let mut key = Vec::with_capacity(64);
-        let mut encoded: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(self.targets.len());
-        for row in 0..rows {
-            if rejects.contains_key(&row) {
-                continue;
-            }
-            encoded.clear();
-            let event_time = timestamps.value(row);
-            let mut failure = None;
-            for (target, (keys, filter, refs)) in self.targets.iter().zip(&prepared) {
-                if filter.as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
-                    continue;
-                }
-                let refs = refs.as_ref().map_err(|e| anyhow::anyhow!("evaluated feature {e}"))?;
-                key.clear();
-                key.extend_from_slice(&view_prefix(target.fingerprint, target.generation));
-                for (ty, column) in keys.iter() {
-                    let part = match ty {
-                        DataType::Int64 => KeyPart::Int(column.as_primitive::<Int64Type>().value(row)),
-                        _ => KeyPart::Str(column.as_string::<i32>().value(row)),
-                    };
-                    push_key_part(&mut key, part);
-                }
-                let mut value = Vec::with_capacity(64);
-                if let Err(why) = encode_row(event_time, refs, row, &mut value) {
-                    failure = Some(why);
-                    break;
-                }
-                encoded.push((key.clone(), value));
-            }
-            match failure {
-                Some(why) => {
-                    rejects.insert(row, why);
-                }
-                None if encoded.is_empty() => {}
-                None => {
-                    for (k, v) in &encoded {
-                        writes.upsert(k, v);
-                    }
-                    self.report.rows_written += 1;
-                }
-            }
-        }
+        let batch_events = events::Events {
+            typed: &typed,
+            event_times: &timestamps,
+            seq: self.engine.next_seq(rows),
+            now: crate::now_micros(),
+        };
+        let applied = events::apply(self.registry, &targets, &batch_events, &mut rejects, &mut writes)?;
+        self.report.rows_written += applied.written;
+        self.report.rows_too_late += applied.too_late;
         if !writes.is_empty() {
             let durability = match self.mode {
                 Mode::Replace => Durability::FlushBeforeCommit,
@@ -568,10 +491,7 @@ pub fn load_empty_sources(engine: &Engine) {
                 let empty = registry
                     .views_of_source(index)
                     .into_iter()
-                    .filter(|&v| {
-                        !registry.views[v].aggregating
-                            && !generations.contains_key(&registry.views[v].fingerprint)
-                    })
+                    .filter(|&v| !generations.contains_key(&registry.views[v].fingerprint))
                     .collect::<Vec<usize>>();
                 (source, empty)
             })

@@ -8,9 +8,12 @@ use fstore_dsl::DataType;
 use tonic::Status;
 
 use crate::engine::Engine;
+use crate::ingest::events;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
-use crate::registry::Selection;
+use crate::registry::{Selection, ViewInfo, ViewRead};
 use crate::store::keys::{push_key_part, view_prefix, KeyPart};
+use fstore_dsl::agg::{self, Scalar};
+use fstore_dsl::plan::{AggFeature, ViewBody};
 
 pub fn get_online_features(
     engine: &Engine,
@@ -56,7 +59,10 @@ pub fn get_online_features(
     if rows == 0 {
         return Ok(proto::GetOnlineFeaturesResponse { features: columns });
     }
-    let now = crate::now_micros();
+    // Windows (and ttl) are computed at the request's time: the server's
+    // clock unless the request names one.
+    let now =
+        if request.request_time_micros != 0 { request.request_time_micros } else { crate::now_micros() };
 
     for read in &selection.views {
         let info = &registry.views[read.view];
@@ -68,10 +74,7 @@ pub fn get_online_features(
                 c.event_timestamps_micros.resize(rows, 0);
             }
         };
-        // Aggregating views are served by the streaming engine; until it
-        // holds state for them, nothing is stored.
-        let generation = generations.get(&info.fingerprint).copied().filter(|_| !info.aggregating);
-        let Some(generation) = generation else {
+        let Some(&generation) = generations.get(&info.fingerprint) else {
             not_found(&mut columns);
             continue;
         };
@@ -89,6 +92,11 @@ pub fn get_online_features(
             })
             .collect();
         let ttl_micros = info.ttl.map(|t| t.as_micros().min(i64::MAX as u128) as i64);
+        if let ViewBody::Aggregating { resolution, features } = &registry.plan.views[read.view].body {
+            let resolution = resolution.as_micros() as i64;
+            aggregate(engine, info, read, features, resolution, now, ttl_micros, &keys, &mut columns)?;
+            continue;
+        }
         let rows_found = engine.store.read_rows(&keys, &info.feature_types).map_err(|e| {
             tracing::error!(view = %info.name, error = %e, "Reading rows failed.");
             Status::internal(format!("reading view `{}` failed", info.name))
@@ -120,6 +128,73 @@ pub fn get_online_features(
         }
     }
     Ok(proto::GetOnlineFeaturesResponse { features: columns })
+}
+
+/// Fill the columns of an aggregating view: merge each entity's tiles into
+/// its windows at time `now` (see `fstore_dsl::agg`).
+#[allow(clippy::too_many_arguments)]
+fn aggregate(
+    engine: &Engine,
+    info: &ViewInfo,
+    read: &ViewRead,
+    features: &[AggFeature],
+    resolution: i64,
+    now: i64,
+    ttl_micros: Option<i64>,
+    keys: &[Vec<u8>],
+    columns: &mut [proto::FeatureColumn],
+) -> Result<(), Status> {
+    let current = agg::tile_of(now, resolution);
+    // Tiles older than the longest window are never read; with no windowed
+    // feature, none are.
+    let oldest = agg::horizon_tiles(features, resolution).map_or(current + 1, |h| current - h + 1);
+    let states = engine.store.read_agg_states(keys, info.key_names.len(), oldest..=current).map_err(|e| {
+        tracing::error!(view = %info.name, error = %e, "Reading aggregate states failed.");
+        Status::internal(format!("reading view `{}` failed", info.name))
+    })?;
+    for found in states {
+        let Some(found) = found else {
+            for &(_, column) in &read.features {
+                let c = &mut columns[column];
+                c.values.push(proto::Value::default());
+                c.statuses.push(FieldStatus::NotFound as i32);
+                c.event_timestamps_micros.push(0);
+            }
+            continue;
+        };
+        let newest =
+            found.lifetime.as_ref().and_then(|l| events::newest_event_time(l, features)).unwrap_or(0);
+        let expired = ttl_micros.is_some_and(|ttl| now.saturating_sub(newest) > ttl);
+        let values = agg::finalize(features, resolution, now, &found.tiles, found.lifetime.as_ref());
+        for &(feature, column) in &read.features {
+            let (value, status) = match &values[feature] {
+                _ if expired => (proto::Value::default(), FieldStatus::OutsideMaxAge),
+                None => (proto::Value::default(), FieldStatus::NullValue),
+                Some(v) => (proto::Value { kind: Some(scalar_kind(v)) }, FieldStatus::Present),
+            };
+            let c = &mut columns[column];
+            c.values.push(value);
+            c.statuses.push(status as i32);
+            c.event_timestamps_micros.push(newest);
+        }
+    }
+    Ok(())
+}
+
+fn scalar_kind(v: &Scalar) -> Kind {
+    match v {
+        Scalar::Bool(b) => Kind::BoolValue(*b),
+        Scalar::Int64(i) => Kind::Int64Value(*i),
+        Scalar::Float32(f) => Kind::Float32Value(*f),
+        Scalar::Float64(f) => Kind::Float64Value(*f),
+        Scalar::String(s) => Kind::StringValue(s.clone()),
+        Scalar::Bytes(b) => Kind::BytesValue(b.clone()),
+        Scalar::Timestamp(t) => Kind::TimestampMicros(*t),
+        Scalar::Float32List(v) => Kind::Float32List(proto::Float32List { values: v.clone() }),
+        Scalar::Float64List(v) => Kind::Float64List(proto::Float64List { values: v.clone() }),
+        Scalar::Int64List(v) => Kind::Int64List(proto::Int64List { values: v.clone() }),
+        Scalar::StringList(v) => Kind::StringList(proto::StringList { values: v.clone() }),
+    }
 }
 
 fn key_part(value: &proto::Value) -> KeyPart<'_> {

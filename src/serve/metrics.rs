@@ -124,6 +124,13 @@ impl Metrics {
                 );
             }
         });
+        let streams = engine.streams();
+        if !streams.is_empty() {
+            crate::stream::stats::render_headers(&mut out);
+            for stream in &streams {
+                stream.render(&mut out);
+            }
+        }
         out.push_str("# HELP fstore_rocksdb RocksDB properties of the rows column family.\n");
         out.push_str("# TYPE fstore_rocksdb gauge\n");
         for (name, property) in [

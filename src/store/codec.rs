@@ -160,7 +160,7 @@ pub struct DecodedRow {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("stored row is corrupt: {0}")]
-pub struct CorruptRow(&'static str);
+pub struct CorruptRow(pub(crate) &'static str);
 
 /// Decode a row written by [`encode_row`] for features of `types`.
 pub fn decode_row(bytes: &[u8], types: &[DataType]) -> Result<DecodedRow, CorruptRow> {

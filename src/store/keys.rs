@@ -20,6 +20,17 @@
 //!   as `0x00 0xFF`, terminated by `0x00 0x01`. No key is a prefix of another
 //!   key of the same view, which the windowed aggregations (tile keys appended
 //!   after the entity key) rely on.
+//!
+//! Aggregating views keep partial aggregates in the `aggs` column family, per
+//! entity and tile, and once per entity for lifetime aggregates:
+//!
+//! ```text
+//! view fingerprint | generation | entity key | 0x10 tile index (i64 BE, sign bit flipped)
+//! view fingerprint | generation | entity key | 0x20                (lifetime state)
+//! ```
+//!
+//! so one entity's tiles are contiguous, in time order, followed by its
+//! lifetime state: a lookup is one seek and a short forward scan.
 
 /// One entity key column's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +77,66 @@ pub fn push_key_part(out: &mut Vec<u8>, part: KeyPart<'_>) {
             out.extend_from_slice(&[0x00, 0x01]);
         }
     }
+}
+
+const TAG_TILE: u8 = 0x10;
+const TAG_LIFETIME: u8 = 0x20;
+
+/// Append the suffix of the state of tile `tile` (after the entity key).
+pub fn push_tile(out: &mut Vec<u8>, tile: i64) {
+    out.push(TAG_TILE);
+    out.extend_from_slice(&((tile as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+/// Append the suffix of an entity's lifetime state (sorts after all its tiles).
+pub fn push_lifetime(out: &mut Vec<u8>) {
+    out.push(TAG_LIFETIME);
+}
+
+/// What an `aggs` key holds, read from its suffix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggSlot {
+    Tile(i64),
+    Lifetime,
+}
+
+/// The slot of an aggregate-state key, given the bytes after the view prefix
+/// and the number of entity key columns. `None` if the bytes are not one.
+pub fn agg_slot(after_prefix: &[u8], key_parts: usize) -> Option<AggSlot> {
+    let rest = after_prefix.get(entity_key_len(after_prefix, key_parts)?..)?;
+    match rest.split_first()? {
+        (&TAG_TILE, raw) => {
+            let raw: [u8; 8] = raw.try_into().ok()?;
+            Some(AggSlot::Tile((u64::from_be_bytes(raw) ^ (1 << 63)) as i64))
+        }
+        (&TAG_LIFETIME, []) => Some(AggSlot::Lifetime),
+        _ => None,
+    }
+}
+
+/// Length of the `parts`-column entity key at the start of `bytes`.
+fn entity_key_len(bytes: &[u8], parts: usize) -> Option<usize> {
+    let mut pos = 0;
+    for _ in 0..parts {
+        match *bytes.get(pos)? {
+            TAG_INT => pos += 9,
+            TAG_STR => {
+                pos += 1;
+                loop {
+                    match (*bytes.get(pos)?, bytes.get(pos + 1)) {
+                        (0x00, Some(0x01)) => {
+                            pos += 2;
+                            break;
+                        }
+                        (0x00, _) => pos += 2,
+                        _ => pos += 1,
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    (pos <= bytes.len()).then_some(pos)
 }
 
 /// Decode an entity key produced by [`push_entity_key`], for diagnostics and tests.
@@ -171,6 +242,30 @@ mod tests {
         let y = encode(&[OwnedKeyPart::Str("a".into()), OwnedKeyPart::Str("\0b".into())]);
         assert_ne!(x, y);
         assert!(!x.starts_with(&y) && !y.starts_with(&x));
+    }
+
+    proptest! {
+        #[test]
+        fn tile_keys_sort_in_time_order_before_the_lifetime_state(
+            parts in proptest::collection::vec(part(), 1..3),
+            a in any::<i64>(),
+            b in any::<i64>(),
+        ) {
+            let entity = encode(&parts);
+            let key = |slot: Option<i64>| {
+                let mut k = entity.clone();
+                match slot {
+                    Some(t) => push_tile(&mut k, t),
+                    None => push_lifetime(&mut k),
+                }
+                k
+            };
+            prop_assert_eq!(key(Some(a)).cmp(&key(Some(b))), a.cmp(&b));
+            prop_assert!(key(Some(a)) < key(None));
+            prop_assert_eq!(agg_slot(&key(Some(a)), parts.len()), Some(AggSlot::Tile(a)));
+            prop_assert_eq!(agg_slot(&key(None), parts.len()), Some(AggSlot::Lifetime));
+            prop_assert_eq!(agg_slot(&entity, parts.len()), None);
+        }
     }
 
     #[test]

@@ -372,11 +372,7 @@ fn invalid_requests_are_invalid_argument_naming_the_problem() {
             request_service("names", vec![("customer_id", vec![proto::Value::default()])]),
             "value 0 is null",
         ),
-        (
-            "no selector",
-            proto::GetOnlineFeaturesRequest { selector: None, entities: Default::default() },
-            "names no features",
-        ),
+        ("no selector", proto::GetOnlineFeaturesRequest::default(), "names no features"),
         ("too many rows", request_service("names", vec![("customer_id", ids(10_001))]), "the limit is 10000"),
     ];
     let rt = rt();

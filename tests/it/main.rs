@@ -2,8 +2,10 @@
 //! area through the real `fstore` binary: a real server on a loopback port,
 //! real RocksDB, real Parquet files, real gRPC.
 
+mod kafka;
 mod util;
 
 mod cli;
 mod e2e;
 mod replace;
+mod stream;

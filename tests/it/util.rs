@@ -243,6 +243,7 @@ pub fn request_service(
     proto::GetOnlineFeaturesRequest {
         selector: Some(proto::get_online_features_request::Selector::FeatureService(service.into())),
         entities: keys.into_iter().map(|(k, v)| (k.to_string(), proto::Values { values: v })).collect(),
+        ..Default::default()
     }
 }
 
@@ -252,6 +253,7 @@ pub fn request_refs(refs: &[&str], keys: Vec<(&str, Vec<proto::Value>)>) -> prot
             refs: refs.iter().map(|r| r.to_string()).collect(),
         })),
         entities: keys.into_iter().map(|(k, v)| (k.to_string(), proto::Values { values: v })).collect(),
+        ..Default::default()
     }
 }
 

@@ -9,12 +9,14 @@
 //!   the syntax tree of every file into one typed [`plan::Plan`], or a list of
 //!   [`diag::Diagnostic`]s with file, line, column, a caret and a hint.
 //! - [`eval`]: runs typed row expressions over Arrow record batches.
+//! - [`agg`]: aggregations: partial aggregates per tile, their storage encoding and windowed values.
 //! - [`hash`]: the platform-stable hash behind `hash_bucket`.
 //!
 //! The language itself is documented for users in the project's `docs/dsl.md`.
 
 #![forbid(unsafe_code)]
 
+pub mod agg;
 pub mod ast;
 pub mod check;
 pub mod diag;
