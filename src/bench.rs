@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod keys;
 pub mod report;
 pub mod sampler;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -73,6 +73,9 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Measure bulk Parquet loading: generate a file set, load it, report rows/s.
     BenchIngest(crate::bench::ingest::BenchIngestArgs),
+    /// Send example click events to Kafka; with --measure, report how fast
+    /// the server applies them and how fresh they are when servable.
+    Produce(crate::bench::stream::ProduceArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -87,6 +90,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(get(client_addr(addr, &config), service, features, keys, json))
         }
         Command::BenchIngest(args) => crate::bench::ingest::run(args),
+        Command::Produce(args) => {
+            let addr = client_addr(args.addr.clone(), &config);
+            crate::bench::stream::run(args, &config, addr)
+        }
         Command::Bench(args) => {
             let addr = client_addr(args.addr.clone(), &config);
             crate::bench::run(args, addr)

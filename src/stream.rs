@@ -283,7 +283,14 @@ fn consume(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "1000");
+        .set("statistics.interval.ms", "1000")
+        // Ask the broker to answer a fetch within 5 ms even when it has
+        // little to give (librdkafka waits up to 500 ms by default): the
+        // freshness of a quiet stream depends on it (measured: p50 146 ms ->
+        // 43 ms at 20,000 events/s, BENCHMARKS.md).
+        .set("fetch.wait.max.ms", "5")
+        // A topic created after the server started is found within 10 s.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
