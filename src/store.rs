@@ -11,7 +11,9 @@
 //!   once per entity for lifetime aggregates (layout in [`keys`]). Writes are
 //!   merges of partial states (`agg_merge`, see `fstore_dsl::agg`), so an
 //!   event is folded in without reading first. A compaction filter deletes
-//!   tiles that no window can reach any more ([`Store::set_agg_horizons`]).
+//!   tiles that no window can reach any more ([`Store::set_agg_horizons`]),
+//!   in the compaction after the one that merged them (RocksDB filters
+//!   values, not merge operands); every file is compacted at least daily.
 //! - `meta`: one JSON record per view fingerprint ([`ViewMeta`]): the active
 //!   generation, a generation being loaded, and the last load; and the next
 //!   Kafka offset to consume per source, topic and partition.
@@ -172,6 +174,10 @@ impl Store {
         aggs.set_write_buffer_size(config.write_buffer_mb << 20);
         aggs.set_compression_type(rocksdb::DBCompressionType::Lz4);
         aggs.set_merge_operator("agg_merge", agg_merge, agg_merge);
+        // RocksDB filters values, not merge operands: an expired tile goes in
+        // the compaction after the one that merged it into a value. Rewrite
+        // every file at least daily so that happens even without new writes.
+        aggs.set_periodic_compaction_seconds(24 * 3600);
         let horizons: Horizons = Arc::default();
         let filter_horizons = horizons.clone();
         aggs.set_compaction_filter("expired_tiles", move |_level: u32, key: &[u8], _value: &[u8]| {
@@ -667,6 +673,51 @@ mod tests {
         batch.upsert(&key, &row(3, 7));
         store.write_rows(batch, Durability::Wal).unwrap();
         assert_eq!(get(&store, &key), Some(row(11, 5)), "an older row never overwrites a newer one");
+    }
+
+    #[test]
+    fn compaction_deletes_tiles_no_window_can_reach_and_keeps_the_rest() {
+        use fstore_dsl::agg::{Partial, State};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
+        let (fp, minute) = (9u64, 60_000_000i64);
+        // A view with a longest window of 5 one-minute tiles.
+        let horizon = AggHorizon { key_parts: 1, resolution_micros: minute, keep_tiles: 5 };
+        store.set_agg_horizons(HashMap::from([(fp, horizon)]));
+        let now_tile = crate::now_micros() / minute;
+        let key = |slot: Option<i64>| {
+            let mut k = keys::view_prefix(fp, 1).to_vec();
+            keys::push_key_part(&mut k, keys::KeyPart::Int(1));
+            match slot {
+                Some(t) => keys::push_tile(&mut k, t),
+                None => keys::push_lifetime(&mut k),
+            }
+            k
+        };
+        let mut state = Vec::new();
+        State(vec![Partial::Count(1)]).encode(&mut state);
+        let mut batch = store.batch();
+        for age in 0..20 {
+            batch.merge_agg(&key(Some(now_tile - age)), &state);
+        }
+        batch.merge_agg(&key(None), &state);
+        store.write_rows(batch, Durability::Wal).unwrap();
+        assert_eq!(store.count_agg_states(fp, 1).unwrap(), 21);
+        store.flush_rows().unwrap();
+        store.db.flush_cf(store.cf(CF_AGGS)).unwrap();
+        // The first compaction turns merge operands into values (RocksDB does
+        // not filter operands); the next one filters those values.
+        store.compact_aggs();
+        store.compact_aggs();
+        // Tiles now_tile-5 ..= now_tile stay (one tile of slack), and the
+        // lifetime state; the 14 older tiles are gone.
+        assert_eq!(store.count_agg_states(fp, 1).unwrap(), 7);
+        let found = store
+            .read_agg_states(&[key(None)[..key(None).len() - 1].to_vec()], 1, now_tile - 4..=now_tile)
+            .unwrap();
+        let found = found[0].as_ref().unwrap();
+        assert_eq!(found.tiles.len(), 5);
+        assert!(found.lifetime.is_some());
     }
 
     #[test]
