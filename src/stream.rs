@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use fstore_dsl::plan::{Source, SourceKind};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -146,6 +146,24 @@ struct StreamContext {
     applier: Arc<Applier>,
 }
 
+impl StreamContext {
+    /// Before partitions go to another member: write what was read and commit it.
+    fn hand_over(&self, consumer: &BaseConsumer<Self>) {
+        let source = &self.applier.source.name;
+        match self.applier.flush() {
+            Ok(Some(offsets)) => {
+                if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                    tracing::warn!(source = %source, error = %e, "Committing offsets to Kafka before a rebalance failed; the stored offsets still hold.");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(source = %source, error = format!("{e:#}"), "Writing a batch before a rebalance failed; its events are read again.")
+            }
+        }
+    }
+}
+
 impl ClientContext for StreamContext {
     /// librdkafka's statistics (every second) carry each partition's high
     /// watermark as last seen in fetch responses: the lag gauge's other half.
@@ -160,23 +178,6 @@ impl ClientContext for StreamContext {
 }
 
 impl ConsumerContext for StreamContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            // Hand the partitions over clean: what was read is written and committed.
-            match self.applier.flush() {
-                Ok(Some(offsets)) => {
-                    if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-                        tracing::warn!(source = %self.applier.source.name, error = %e, "Committing offsets to Kafka before a rebalance failed; the stored offsets still hold.");
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(source = %self.applier.source.name, error = format!("{e:#}"), "Writing a batch before a rebalance failed; its events are read again.")
-                }
-            }
-        }
-    }
-
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -204,7 +205,7 @@ impl ConsumerContext for StreamContext {
                 self.applier.stats.set_state("running");
             }
             E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                self.hand_over(consumer);
                 for element in tpl.elements() {
                     tracing::info!(source = %self.applier.source.name, partition = element.partition(), "Partition revoked.");
                 }
@@ -223,11 +224,15 @@ impl ConsumerContext for StreamContext {
     }
 }
 
-/// librdkafka settings shared by consumers and producers, then the user's.
-fn client_config(engine: &Engine) -> ClientConfig {
+/// A librdkafka configuration: the brokers, fstore's own settings `ours`,
+/// then the user's `kafka.properties`, which override both.
+fn client_config(engine: &Engine, ours: &[(&str, String)]) -> ClientConfig {
     let kafka = &engine.config.kafka;
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", kafka.brokers.trim());
+    for (key, value) in ours {
+        config.set(*key, value);
+    }
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -253,7 +258,7 @@ fn consume(
         .collect();
     let producer = match dead_letter_topic {
         Some(_) => Some(
-            client_config(engine)
+            client_config(engine, &[])
                 .create::<ThreadedProducer<_>>()
                 .context("creating the dead-letter producer")?,
         ),
@@ -273,27 +278,25 @@ fn consume(
     });
     applier.reload_offsets();
 
-    // fstore's own settings first; the user's properties override them.
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", kafka.brokers.trim())
-        .set("group.id", &kafka.group_id)
-        .set("client.id", format!("fstore-{}", source.name))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "1000")
-        // Ask the broker to answer a fetch within 5 ms even when it has
-        // little to give (librdkafka waits up to 500 ms by default): the
-        // freshness of a quiet stream depends on it (measured: p50 146 ms ->
-        // 43 ms at 20,000 events/s, BENCHMARKS.md).
-        .set("fetch.wait.max.ms", "5")
-        // A topic created after the server started is found within 10 s.
-        .set("topic.metadata.refresh.interval.ms", "10000");
-    for (key, value) in &kafka.properties {
-        config.set(key, value);
-    }
+    let config = client_config(
+        engine,
+        &[
+            ("group.id", kafka.group_id.clone()),
+            ("client.id", format!("fstore-{}", source.name)),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("auto.offset.reset", "earliest".into()),
+            ("enable.partition.eof", "false".into()),
+            ("statistics.interval.ms", "1000".into()),
+            // Ask the broker to answer a fetch within 5 ms even when it has
+            // little to give (librdkafka waits up to 500 ms by default): the
+            // freshness of a quiet stream depends on it (measured: p50 146 ms
+            // -> 16 ms at 20,000 events/s, BENCHMARKS.md).
+            ("fetch.wait.max.ms", "5".into()),
+            // A topic created after the server started is found within 10 s.
+            ("topic.metadata.refresh.interval.ms", "10000".into()),
+        ],
+    );
     let consumer: BaseConsumer<StreamContext> = config
         .create_with_context(StreamContext { applier: applier.clone() })
         .context("creating the Kafka consumer")?;
@@ -552,9 +555,4 @@ impl Applier {
         }
         self.stats.dead_lettered(ok);
     }
-}
-
-/// Whether a header list holds `key` (for tests and tools reading dead letters).
-pub fn header<'a, H: Headers>(headers: &'a H, key: &str) -> Option<&'a [u8]> {
-    headers.iter().find(|h| h.key == key).and_then(|h| h.value)
 }

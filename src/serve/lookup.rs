@@ -66,16 +66,8 @@ pub fn get_online_features(
 
     for read in &selection.views {
         let info = &registry.views[read.view];
-        let not_found = |columns: &mut Vec<proto::FeatureColumn>| {
-            for &(_, column) in &read.features {
-                let c = &mut columns[column];
-                c.values.resize(rows, proto::Value::default());
-                c.statuses.resize(rows, FieldStatus::NotFound as i32);
-                c.event_timestamps_micros.resize(rows, 0);
-            }
-        };
         let Some(&generation) = generations.get(&info.fingerprint) else {
-            not_found(&mut columns);
+            push_not_found(&mut columns, read, rows);
             continue;
         };
         let prefix = view_prefix(info.fingerprint, generation);
@@ -103,12 +95,7 @@ pub fn get_online_features(
         })?;
         for found in rows_found {
             let Some(decoded) = found else {
-                for &(_, column) in &read.features {
-                    let c = &mut columns[column];
-                    c.values.push(proto::Value::default());
-                    c.statuses.push(FieldStatus::NotFound as i32);
-                    c.event_timestamps_micros.push(0);
-                }
+                push_not_found(&mut columns, read, 1);
                 continue;
             };
             let expired = ttl_micros.is_some_and(|ttl| now.saturating_sub(decoded.event_time) > ttl);
@@ -154,12 +141,7 @@ fn aggregate(
     })?;
     for found in states {
         let Some(found) = found else {
-            for &(_, column) in &read.features {
-                let c = &mut columns[column];
-                c.values.push(proto::Value::default());
-                c.statuses.push(FieldStatus::NotFound as i32);
-                c.event_timestamps_micros.push(0);
-            }
+            push_not_found(columns, read, 1);
             continue;
         };
         let newest =
@@ -194,6 +176,16 @@ fn scalar_kind(v: &Scalar) -> Kind {
         Scalar::Float64List(v) => Kind::Float64List(proto::Float64List { values: v.clone() }),
         Scalar::Int64List(v) => Kind::Int64List(proto::Int64List { values: v.clone() }),
         Scalar::StringList(v) => Kind::StringList(proto::StringList { values: v.clone() }),
+    }
+}
+
+/// Append `rows` NOT_FOUND entries to each column `read` fills.
+fn push_not_found(columns: &mut [proto::FeatureColumn], read: &ViewRead, rows: usize) {
+    for &(_, column) in &read.features {
+        let c = &mut columns[column];
+        c.values.extend(std::iter::repeat_n(proto::Value::default(), rows));
+        c.statuses.extend(std::iter::repeat_n(FieldStatus::NotFound as i32, rows));
+        c.event_timestamps_micros.extend(std::iter::repeat_n(0, rows));
     }
 }
 
