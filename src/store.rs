@@ -530,8 +530,15 @@ fn tile_expired(horizons: &HashMap<u64, AggHorizon>, key: &[u8], now: i64) -> bo
 }
 
 /// Merge partial aggregate states; see `fstore_dsl::agg`.
+///
+/// Never fails: a `None` here makes RocksDB fail the read and, in a
+/// compaction, stop every later write. When nothing decodes (corrupt bytes
+/// on disk), the existing value or the last operand is kept as it is, and
+/// the read of that one key reports the corruption.
 fn agg_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
     fstore_dsl::agg::merge_encoded(existing, operands)
+        .or_else(|| existing.or_else(|| operands.iter().last()).map(<[u8]>::to_vec))
+        .or_else(|| Some(Vec::new()))
 }
 
 /// The aggregate states of one entity that a lookup needs.
@@ -621,8 +628,15 @@ fn newest<'a>(existing: Option<&'a [u8]>, operands: &'a MergeOperands) -> Option
     best.map(|(v, _)| v).or(existing)
 }
 
+/// Never fails, for the reason given at [`agg_merge`]: with no readable
+/// row at all, the last operand is kept and its read reports the corruption.
+fn newest_or_kept<'a>(existing: Option<&'a [u8]>, operands: &'a MergeOperands) -> Option<Vec<u8>> {
+    let kept = newest(existing, operands).or_else(|| operands.iter().last());
+    Some(kept.map(<[u8]>::to_vec).unwrap_or_default())
+}
+
 fn newest_row_full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    newest(existing, operands).map(<[u8]>::to_vec)
+    newest_or_kept(existing, operands)
 }
 
 fn newest_row_partial_merge(
@@ -630,7 +644,7 @@ fn newest_row_partial_merge(
     existing: Option<&[u8]>,
     operands: &MergeOperands,
 ) -> Option<Vec<u8>> {
-    newest(existing, operands).map(<[u8]>::to_vec)
+    newest_or_kept(existing, operands)
 }
 
 #[cfg(test)]

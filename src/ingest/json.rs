@@ -252,8 +252,11 @@ fn int64(v: &Value) -> Option<i64> {
         return Some(i);
     }
     // 3.0 is an integer written as a float; 3.5 and 1e300 are not int64s.
+    // Both bounds are exclusive: integers just past int64 (such as
+    // -9223372036854775809) arrive here rounded to ±2^63, and must not
+    // become i64::MIN. (i64::MIN itself is read exactly by `as_i64`.)
     let f = v.as_f64().filter(|f| f.fract() == 0.0)?;
-    (f >= -(2f64.powi(63)) && f < 2f64.powi(63)).then_some(f as i64)
+    (f > -(2f64.powi(63)) && f < 2f64.powi(63)).then_some(f as i64)
 }
 
 fn float32(v: &Value) -> Option<f32> {
@@ -434,3 +437,7 @@ mod tests {
         assert_eq!(d.batch.num_columns(), 6);
     }
 }
+
+#[cfg(test)]
+#[path = "json_hostile_tests.rs"]
+mod hostile_tests;

@@ -297,10 +297,9 @@ mod tests {
 
     use super::*;
 
-    /// One column of random values of one type, as proto values (None = null),
-    /// and as the Arrow array the evaluator would hand to the encoder.
-    fn column(ty: DataType, n: usize) -> BoxedStrategy<Vec<Option<Kind>>> {
-        let value: BoxedStrategy<Kind> = match ty {
+    /// A random non-null value of one type, as a proto value.
+    pub(super) fn value(ty: DataType) -> BoxedStrategy<Kind> {
+        match ty {
             DataType::Bool => any::<bool>().prop_map(Kind::BoolValue).boxed(),
             DataType::Int64 => any::<i64>().prop_map(Kind::Int64Value).boxed(),
             DataType::Float32 => {
@@ -326,8 +325,13 @@ mod tests {
             DataType::Array(ElementType::String) => proptest::collection::vec(".{0,5}", 0..5)
                 .prop_map(|values| Kind::StringList(proto::StringList { values }))
                 .boxed(),
-        };
-        proptest::collection::vec(proptest::option::of(value), n).boxed()
+        }
+    }
+
+    /// One column of random values of one type, as proto values (None = null),
+    /// and as the Arrow array the evaluator would hand to the encoder.
+    fn column(ty: DataType, n: usize) -> BoxedStrategy<Vec<Option<Kind>>> {
+        proptest::collection::vec(proptest::option::of(value(ty)), n).boxed()
     }
 
     fn to_arrow(ty: DataType, values: &[Option<Kind>]) -> ArrayRef {
@@ -459,3 +463,7 @@ mod tests {
         assert!(err.contains("element 1 is null"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "codec_hostile_tests.rs"]
+mod hostile_tests;

@@ -353,14 +353,24 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Names longer than this get no "did you mean" hint: the edit distance takes
+/// time proportional to the product of the lengths, and a name of 100,000
+/// characters would otherwise hold up checking for minutes.
+const MAX_HINT_NAME: usize = 100;
+
 /// The candidate nearest to `name` within a small edit distance, if any.
 pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let len = name.chars().count();
+    if len > MAX_HINT_NAME {
+        return None;
+    }
     // Short names tolerate one edit; longer ones about a third of their length.
     let limit = if len < 3 { 1 } else { (len / 3).max(2) };
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        if c == name {
+        // The distance is at least the difference in length: skip candidates
+        // too long or too short to be within the limit without computing it.
+        if c == name || c.chars().count().abs_diff(len) > limit {
             continue;
         }
         let d = edit_distance(name, c);
@@ -418,5 +428,9 @@ mod tests {
         assert_eq!(nearest("flaot64", ["float32", "float64"]), Some("float64"));
         assert_eq!(nearest("x", ["y"]), None);
         assert_eq!(nearest("zzzz", ["string"]), None);
+        let long = "a".repeat(100_000);
+        let near = format!("{}b", &long[1..]);
+        assert_eq!(nearest(&long, [near.as_str()]), None, "no hint (and no quadratic work) for huge names");
+        assert_eq!(nearest("ab", [long.as_str()]), None);
     }
 }

@@ -102,6 +102,9 @@ impl Tok {
 /// Seconds per duration unit.
 pub const DURATION_UNITS: &[(&str, u64)] = &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400), ("w", 604_800)];
 
+/// The longest duration: its microseconds must fit in an i64.
+const MAX_DURATION_SECS: u64 = i64::MAX as u64 / 1_000_000;
+
 /// Split `file` into tokens, ending with [`Tok::Eof`], plus every lexical error.
 pub fn lex(file: &SourceFile) -> (Vec<Token>, Vec<Diagnostic>) {
     let mut lexer = Lexer { file, text: &file.text, pos: 0, tokens: Vec::new(), diags: Vec::new() };
@@ -161,8 +164,12 @@ impl Lexer<'_> {
                     self.bump();
                 }
                 '#' => {
-                    while self.peek().is_some_and(|c| c != '\n') {
+                    while let Some(c) = self.peek().filter(|&c| c != '\n') {
+                        let at = self.pos;
                         self.bump();
+                        if c == '\u{FFFD}' {
+                            self.unexpected_char(c, at);
+                        }
                     }
                 }
                 '"' => self.string(),
@@ -291,8 +298,12 @@ impl Lexer<'_> {
                     self.bump();
                 }
                 Some(c) => {
+                    let at = self.pos;
                     value.push(c);
                     self.bump();
+                    if c == '\u{FFFD}' {
+                        self.unexpected_char(c, at);
+                    }
                 }
             }
         }
@@ -410,7 +421,13 @@ impl Lexer<'_> {
             self.push(Tok::Error, start);
             return;
         }
-        let secs = digits.parse::<u64>().ok().and_then(|n| n.checked_mul(unit_secs));
+        // Every later stage works in i64 microseconds: a longer duration
+        // (about 292,000 years) would wrap around there.
+        let secs = digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_secs))
+            .filter(|&secs| secs <= MAX_DURATION_SECS);
         match secs {
             Some(secs) => self.push(Tok::Duration(Duration::from_secs(secs)), start),
             None => {
@@ -418,7 +435,7 @@ impl Lexer<'_> {
                     span,
                     codes::NUMBER_RANGE,
                     format!("duration `{digits}{suffix}` is out of range"),
-                    None,
+                    Some(format!("durations are at most {}d", MAX_DURATION_SECS / 86_400)),
                 );
                 self.push(Tok::Error, start);
             }
@@ -470,6 +487,25 @@ mod tests {
     fn errors_keep_lexing() {
         let (_, d) = toks("99999999999999999999 3y 1e999 \"a\\q\" $ \"open\n 1.5h 1e+");
         assert_eq!(d, vec!["E0004", "E0006", "E0004", "E0003", "E0001", "E0002", "E0005", "E0005"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_in_strings_and_comments_too() {
+        let (t, d) = toks("\"a\u{FFFD}b\" # c\u{FFFD}\n x");
+        assert_eq!(d, vec!["E0001", "E0001"]);
+        assert_eq!(t.last(), Some(&Tok::Eof));
+        assert!(t.contains(&Tok::Ident("x".into())));
+    }
+
+    #[test]
+    fn durations_must_fit_in_i64_microseconds() {
+        let max = MAX_DURATION_SECS;
+        let (t, d) = toks(&format!("{max}s"));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(t[0], Tok::Duration(Duration::from_secs(max)));
+        for text in [format!("{}s", max + 1), "288230376151711744s".into(), "72057594037927936m".into()] {
+            assert_eq!(toks(&text).1, vec!["E0004"], "{text}");
+        }
     }
 
     #[test]
