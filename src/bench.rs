@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
 use crate::proto::{self, get_online_features_request::Selector};
@@ -129,19 +129,19 @@ pub struct BenchArgs {
 /// passes the configured listen address), and nothing else. Fails only when
 /// it cannot start: bad options, no server; requests that fail while it
 /// runs are reported, not fatal.
-pub fn run(args: BenchArgs, default_addr: String) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: BenchArgs,
+    default_addr: String,
+    client: &crate::client::ClientOptions,
+) -> anyhow::Result<ExitCode> {
     let rates = validate(&args)?;
-    let addr = match &args.addr {
-        Some(addr) if addr.contains("://") => addr.clone(),
-        Some(addr) => format!("http://{addr}"),
-        None => default_addr,
-    };
+    let addr = args.addr.clone().unwrap_or(default_addr);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("fstore-bench")
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(bench(&args, &addr, &rates));
+    let result = runtime.block_on(bench(&args, client, &addr, &rates));
     // Requests abandoned after a drain timeout must not hold the process.
     runtime.shutdown_timeout(Duration::from_secs(1));
     let reports = result?;
@@ -206,8 +206,13 @@ fn validate(args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
     Ok(rates)
 }
 
-async fn bench(args: &BenchArgs, addr: &str, rates: &[f64]) -> anyhow::Result<Vec<RunReport>> {
-    let connections = connect(addr, args.connections).await?;
+async fn bench(
+    args: &BenchArgs,
+    client: &crate::client::ClientOptions,
+    addr: &str,
+    rates: &[f64],
+) -> anyhow::Result<Vec<RunReport>> {
+    let connections = connect(client, addr, args.connections).await?;
     let lookup = if args.baseline { None } else { Some(prepare_lookup(args, &connections[0]).await?) };
     if args.baseline || args.compare_baseline {
         check_health_rpc(&connections[0]).await?;
@@ -313,11 +318,13 @@ fn describe_target(args: &BenchArgs) -> String {
 }
 
 /// One HTTP/2 connection per channel: each `connect` opens its own.
-async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Connection>> {
-    let endpoint = Endpoint::from_shared(addr.to_string())
-        .with_context(|| format!("bad server address {addr}"))?
-        .connect_timeout(SETUP_TIMEOUT)
-        .tcp_nodelay(true);
+async fn connect(
+    client: &crate::client::ClientOptions,
+    addr: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Connection>> {
+    let endpoint = client.endpoint(addr)?.connect_timeout(SETUP_TIMEOUT).tcp_nodelay(true);
+    let addr = client.url(addr);
     let mut connections = Vec::with_capacity(count);
     for _ in 0..count {
         let channel: Channel = tokio::time::timeout(SETUP_TIMEOUT, endpoint.connect())
@@ -327,7 +334,7 @@ async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Connection>> {
             .with_context(|| {
                 format!("connecting to the fstore server at {addr} (is `fstore serve` running?)")
             })?;
-        connections.push(Connection::new(channel));
+        connections.push(Connection::new(channel, client.bearer()?));
     }
     Ok(connections)
 }
@@ -739,7 +746,7 @@ mod tests {
             "--json",
             &json_arg,
         ]);
-        let code = run(bench, server.url()).expect("the bench runs");
+        let code = run(bench, server.url(), &Default::default()).expect("the bench runs");
         assert_eq!(code, ExitCode::SUCCESS);
         let runs = read_runs(&json);
         assert_eq!(runs.len(), 1);
@@ -775,7 +782,7 @@ mod tests {
             "--chart",
             &chart_arg,
         ]);
-        run(bench, server.url()).expect("the bench runs");
+        run(bench, server.url(), &Default::default()).expect("the bench runs");
         let runs = read_runs(&json);
         let kinds: Vec<&str> = runs.iter().filter_map(|r| r["kind"].as_str()).collect();
         assert_eq!(kinds, ["lookup", "baseline", "lookup", "baseline"]);
@@ -813,7 +820,7 @@ mod tests {
             "--json",
             &json_arg,
         ]);
-        run(bench, server.url()).expect("the bench runs");
+        run(bench, server.url(), &Default::default()).expect("the bench runs");
         let runs = read_runs(&json);
         let ms =
             |field: &str| runs[0][field].as_f64().unwrap_or_else(|| panic!("{field} missing in {}", runs[0]));
@@ -826,7 +833,7 @@ mod tests {
     #[test]
     fn setup_failures_are_errors_that_say_what_is_wrong() {
         let server = TestServer::start();
-        let failure = |list: &[&str]| match run(args(list), server.url()) {
+        let failure = |list: &[&str]| match run(args(list), server.url(), &Default::default()) {
             Ok(code) => panic!("{list:?} should fail, exited {code:?}"),
             Err(e) => format!("{e:#}"),
         };
@@ -848,10 +855,12 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("binding a loopback port");
-        let message = match run(args(&["--baseline", "--rate", "10"]), format!("http://{closed}")) {
-            Ok(code) => panic!("a closed port should fail, exited {code:?}"),
-            Err(e) => format!("{e:#}"),
-        };
+        let message =
+            match run(args(&["--baseline", "--rate", "10"]), format!("http://{closed}"), &Default::default())
+            {
+                Ok(code) => panic!("a closed port should fail, exited {code:?}"),
+                Err(e) => format!("{e:#}"),
+            };
         assert!(message.contains("connecting"), "{message}");
     }
 
@@ -873,7 +882,10 @@ mod tests {
             &["--baseline", "--rate", "5", "--warmup", "61m"],
             &["--service", "s", "--rate", "5", "--rows", "0"],
         ] {
-            assert!(run(args(bad), unreachable.clone()).is_err(), "{bad:?} should be refused");
+            assert!(
+                run(args(bad), unreachable.clone(), &Default::default()).is_err(),
+                "{bad:?} should be refused"
+            );
         }
         let expanded =
             args(&["--baseline", "--rate", "5", "--key", "item_id=sku-0", "item_id=sku-1", "--seed", "3"]);

@@ -13,9 +13,7 @@ use clap::{Parser, Subcommand};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
 use crate::config::Config;
-use crate::proto::{
-    self, feature_admin_client::FeatureAdminClient, feature_serving_client::FeatureServingClient, value::Kind,
-};
+use crate::proto::{self, value::Kind};
 
 #[derive(Parser, Debug)]
 #[command(name = "fstore", version, about = "A low-latency online feature store server")]
@@ -24,6 +22,8 @@ pub struct Cli {
     /// variables FSTORE_<SECTION>__<KEY> override it.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: crate::client::ClientOptions,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,6 +69,26 @@ pub enum Command {
         #[arg(long)]
         addr: Option<String>,
     },
+    /// Replace a running server's feature definitions with a directory's
+    /// `.fdl` files, without a restart. Files that fail `check` are refused
+    /// and the server keeps its definitions. With no directory, the server
+    /// re-reads its own definitions directory (as on SIGHUP).
+    Apply {
+        /// Directory of `.fdl` files to send.
+        dir: Option<PathBuf>,
+        /// Check and show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Server address (default: from server.listen).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Make an API key: prints the key (give it to the client) and the
+    /// config entry holding its SHA-256 (give that to the server).
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Measure lookup latency under a fixed request rate (open loop).
     Bench(crate::bench::BenchArgs),
     /// Measure bulk Parquet loading: generate a file set, load it, report rows/s.
@@ -78,25 +98,48 @@ pub enum Command {
     Produce(crate::bench::stream::ProduceArgs),
 }
 
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// A new random key and its config entry.
+    New {
+        /// Who will hold the key (shown in logs and errors).
+        #[arg(long)]
+        name: String,
+        /// Feature services it may read, comma separated; `*` for all.
+        #[arg(long, value_delimiter = ',')]
+        services: Vec<String>,
+        /// Allow ingest, apply and status.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// The SHA-256 of a key read from standard input, as the config stores it.
+    Hash,
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
+    let client = cli.client;
     match cli.command {
         Command::Serve => serve(config),
         Command::Check { dir } => check(dir.unwrap_or(config.server.definitions_dir)),
         Command::Ingest { source, replace, paths, addr } => {
-            runtime()?.block_on(ingest(client_addr(addr, &config), source, replace, paths))
+            runtime()?.block_on(ingest(&client, client_addr(addr, &config), source, replace, paths))
         }
         Command::Get { service, features, keys, json, addr } => {
-            runtime()?.block_on(get(client_addr(addr, &config), service, features, keys, json))
+            runtime()?.block_on(get(&client, client_addr(addr, &config), service, features, keys, json))
         }
+        Command::Apply { dir, dry_run, addr } => {
+            runtime()?.block_on(apply(&client, client_addr(addr, &config), dir, dry_run))
+        }
+        Command::Key { action } => key(action),
         Command::BenchIngest(args) => crate::bench::ingest::run(args),
         Command::Produce(args) => {
             let addr = client_addr(args.addr.clone(), &config);
-            crate::bench::stream::run(args, &config, addr)
+            crate::bench::stream::run(args, &config, addr, &client)
         }
         Command::Bench(args) => {
             let addr = client_addr(args.addr.clone(), &config);
-            crate::bench::run(args, addr)
+            crate::bench::run(args, addr, &client)
         }
     }
 }
@@ -113,9 +156,6 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let listen = config.server.listen;
-    if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "Listening beyond loopback WITHOUT authentication: anyone who can reach this address can read and load features.");
-    }
     let engine = crate::engine::Engine::open(config)?;
     runtime()?.block_on(async move {
         let listener =
@@ -171,31 +211,99 @@ fn check(dir: PathBuf) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--addr`, or else the configured listen address (loopback for an
+/// unspecified one).
 fn client_addr(addr: Option<String>, config: &Config) -> String {
-    let addr = addr.unwrap_or_else(|| {
+    addr.unwrap_or_else(|| {
         let mut listen = config.server.listen;
         if listen.ip().is_unspecified() {
             listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
         listen.to_string()
-    });
-    if addr.contains("://") {
-        addr
-    } else {
-        format!("http://{addr}")
+    })
+}
+
+async fn apply(
+    client: &crate::client::ClientOptions,
+    addr: String,
+    dir: Option<PathBuf>,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let files = match &dir {
+        Some(dir) => {
+            let files = fstore_dsl::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            if files.is_empty() {
+                bail!("no .fdl files in {}", dir.display());
+            }
+            files
+                .into_iter()
+                .map(|f| proto::DefinitionFile {
+                    name: std::path::Path::new(&f.name)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or(f.name),
+                    text: f.text,
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let mut admin = client.admin(client.connect(&addr).await?)?;
+    let report = match admin.apply_definitions(proto::ApplyDefinitionsRequest { files, dry_run }).await {
+        Ok(r) => r.into_inner(),
+        Err(status) if status.code() == tonic::Code::InvalidArgument => {
+            eprintln!("refused; the server keeps its current definitions.\n{}", status.message());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(status) => bail!("{}: {}", describe_code(status.code()), status.message()),
+    };
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(["view", "change", "data"]);
+    for v in &report.views {
+        table.add_row([v.view.as_str(), v.change.as_str(), v.data.as_str()]);
     }
+    println!("{table}");
+    for note in &report.notes {
+        println!("{note}");
+    }
+    println!("{}", if report.applied { "applied" } else { "not applied" });
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(addr.to_string())
-        .with_context(|| format!("bad server address {addr}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the fstore server at {addr} (is `fstore serve` running?)"))
+fn key(action: KeyAction) -> anyhow::Result<ExitCode> {
+    match action {
+        KeyAction::New { name, services, admin } => {
+            if services.is_empty() && !admin {
+                bail!("the key would grant nothing: give --services NAME,... and/or --admin");
+            }
+            let key = crate::serve::auth::new_key()?;
+            let services: Vec<String> = services.iter().map(|s| format!("{s:?}")).collect();
+            eprintln!("The key (give it to the client; it is not stored anywhere):");
+            println!("{key}");
+            eprintln!("\nThe server's config entry (fstore.toml):");
+            eprintln!(
+                "[[auth.keys]]\nname = {name:?}\nsha256 = \"{}\"\nservices = [{}]\nadmin = {admin}",
+                crate::serve::auth::digest_hex(&key),
+                services.join(", ")
+            );
+        }
+        KeyAction::Hash => {
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key).context("reading the key from standard input")?;
+            println!("{}", crate::serve::auth::digest_hex(key.trim()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn ingest(addr: String, source: String, replace: bool, paths: Vec<String>) -> anyhow::Result<ExitCode> {
-    let channel = connect(&addr).await?;
+async fn ingest(
+    client: &crate::client::ClientOptions,
+    addr: String,
+    source: String,
+    replace: bool,
+    paths: Vec<String>,
+) -> anyhow::Result<ExitCode> {
+    let channel = client.connect(&addr).await?;
     // The server reads the files: send absolute paths so that a relative path
     // means what it means here, in the caller's directory.
     let paths = paths
@@ -211,7 +319,7 @@ async fn ingest(addr: String, source: String, replace: bool, paths: Vec<String>)
         proto::ingest_parquet_request::Mode::Upsert
     };
     let request = proto::IngestParquetRequest { source: source.clone(), paths, mode: mode as i32 };
-    let mut admin = FeatureAdminClient::new(channel.clone());
+    let mut admin = client.admin(channel.clone())?;
     let call = tokio::spawn(async move { admin.ingest_parquet(request).await });
 
     let bar = indicatif::ProgressBar::new(0);
@@ -222,7 +330,7 @@ async fn ingest(addr: String, source: String, replace: bool, paths: Vec<String>)
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(format!("loading {source}"));
-    let mut status = FeatureAdminClient::new(channel);
+    let mut status = client.admin(channel)?;
     while !call.is_finished() {
         if let Ok(reply) = status.get_status(proto::GetStatusRequest {}).await {
             if let Some((read, total)) = progress_of(&reply.into_inner().json, &source) {
@@ -280,14 +388,14 @@ fn describe_code(code: tonic::Code) -> &'static str {
 }
 
 async fn get(
+    client: &crate::client::ClientOptions,
     addr: String,
     service: Option<String>,
     features: Vec<String>,
     keys: Vec<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let channel = connect(&addr).await?;
-    let mut serving = FeatureServingClient::new(channel);
+    let mut serving = client.serving(client.connect(&addr).await?)?;
     // Key types come from the service's description; with bare feature
     // references, a value that parses as an integer is sent as int64.
     let mut key_types: HashMap<String, String> = HashMap::new();

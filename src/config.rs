@@ -9,7 +9,8 @@
 //!    parses as such (numbers, booleans) and as a string otherwise.
 //!
 //! Unknown keys are an error at every layer, so a typo never goes unnoticed.
-//! Variables named `FSTORE_TEST_*` belong to the test suite and are ignored here.
+//! Variables named `FSTORE_TEST_*` belong to the test suite, and
+//! `FSTORE_API_KEY` to the CLI's client commands; both are ignored here.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,13 @@ pub struct Config {
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub kafka: KafkaConfig,
+    /// Per feature service overrides, by service name.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, ServiceConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -47,6 +55,65 @@ pub struct ServerConfig {
     pub load_sources_on_start: bool,
     /// Largest number of entity rows one GetOnlineFeatures request may ask for.
     pub max_rows_per_request: usize,
+    /// Largest gRPC message the server decodes, in bytes; a larger one is
+    /// refused before it is read into a request.
+    pub max_request_bytes: usize,
+    /// Lookups accepted and not yet answered, counted from the moment a
+    /// request arrives. One more is refused at once with RESOURCE_EXHAUSTED:
+    /// this bounds the memory that queued requests hold (at most
+    /// `max_in_flight` x `max_request_bytes`).
+    pub max_in_flight: usize,
+    /// A lookup that waited longer than this between arrival and its turn is
+    /// refused with RESOURCE_EXHAUSTED instead of served late: under
+    /// overload, queueing would only make every answer late. Milliseconds;
+    /// 0 turns it off. Per service in `[services.NAME]`.
+    pub max_queue_ms: u64,
+    /// On SIGTERM, how long requests in flight may take to finish before the
+    /// server stops anyway, in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Overrides for one feature service.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub max_queue_ms: Option<u64>,
+    pub max_rows_per_request: Option<usize>,
+}
+
+/// API keys; none configured means no authentication.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key: named in logs, never the key itself.
+    pub name: String,
+    /// Hex SHA-256 of the key (`fstore key hash` prints it). The key itself
+    /// is never stored.
+    pub sha256: String,
+    /// Feature services the key may read; `"*"` is every service.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Whether the key may ingest, apply definitions and read the status.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// TLS for the gRPC listener, from PEM files; off unless `cert` is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// CA that signs client certificates; when set, every client must
+    /// present one.
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -133,7 +200,9 @@ impl Config {
         let mut variables = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("FSTORE_") else { continue };
-            if rest.starts_with("TEST_") {
+            // The test suite's variables, and the CLI's API key (a client
+            // setting, not the server's).
+            if rest.starts_with("TEST_") || rest == "API_KEY" {
                 continue;
             }
             variables.push(name.clone());
@@ -163,6 +232,21 @@ impl Config {
         Ok(config)
     }
 
+    /// The row limit of a request for `service` (None: by feature
+    /// references), and the service whose override sets it, if one does.
+    pub fn max_rows_per_request<'a>(&self, service: Option<&'a str>) -> (usize, Option<&'a str>) {
+        match service.and_then(|s| Some((s, self.services.get(s)?.max_rows_per_request?))) {
+            Some((name, n)) => (n, Some(name)),
+            None => (self.server.max_rows_per_request, None),
+        }
+    }
+
+    /// How long a lookup for `service` may wait for its turn (zero: no limit).
+    pub fn max_queue(&self, service: Option<&str>) -> std::time::Duration {
+        let ms = service.and_then(|s| self.services.get(s)?.max_queue_ms).unwrap_or(self.server.max_queue_ms);
+        std::time::Duration::from_millis(ms)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         if self.ingest.batch_rows == 0 {
             bail!("ingest.batch_rows must be at least 1");
@@ -172,6 +256,28 @@ impl Config {
         }
         if self.server.max_rows_per_request == 0 {
             bail!("server.max_rows_per_request must be at least 1");
+        }
+        if self.server.max_in_flight == 0 {
+            bail!("server.max_in_flight must be at least 1");
+        }
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            let hex_ok = key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex_ok {
+                bail!(
+                    "auth.keys[{i}] ({}): sha256 must be 64 hex digits, as `fstore key hash` prints",
+                    key.name
+                );
+            }
+            if key.services.is_empty() && !key.admin {
+                bail!("auth.keys[{i}] ({}): grants nothing; set services = [...] or admin = true", key.name);
+            }
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("tls.cert and tls.key go together: set both or neither")
+            }
+            (None, None) if self.tls.client_ca.is_some() => bail!("tls.client_ca needs tls.cert and tls.key"),
+            _ => {}
         }
         Ok(())
     }

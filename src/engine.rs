@@ -39,6 +39,8 @@ pub struct Engine {
     seq: AtomicU64,
     /// Stream sources' figures, in source order.
     streams: Mutex<Vec<Arc<crate::stream::stats::StreamStats>>>,
+    /// One definitions apply at a time.
+    pub apply_lock: Mutex<()>,
 }
 
 /// What GetStatus says of one source's batch loads.
@@ -62,6 +64,7 @@ pub struct IngestProgress {
 impl Engine {
     /// Check the definitions, open the store and read each view's generation.
     pub fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
+        crate::definitions::recover(&config.server.definitions_dir)?;
         let registry = Registry::load(&config.server.definitions_dir)?;
         let store = Store::open(&config.server.data_dir, &config.store)?;
         store.set_agg_horizons(agg_horizons(&registry));
@@ -80,6 +83,7 @@ impl Engine {
             status: Mutex::default(),
             started: Instant::now(),
             streams: Mutex::default(),
+            apply_lock: Mutex::default(),
             seq: AtomicU64::new((crate::now_micros().max(0) as u64).saturating_mul(1000)),
         }))
     }
@@ -100,8 +104,32 @@ impl Engine {
         self.seq.fetch_add(n as u64, Ordering::Relaxed)
     }
 
+    /// Make `next` the running definitions; returns the set it replaces.
+    /// Requests that started on the old set finish on it.
+    pub fn install(&self, next: Registry) -> Arc<Registry> {
+        self.store.set_agg_horizons(agg_horizons(&next));
+        self.registry.swap(Arc::new(next))
+    }
+
+    /// Forget a view definition's data: unpublish it, wait for requests
+    /// reading it, then delete it.
+    pub fn drop_view(&self, fingerprint: u64) -> anyhow::Result<()> {
+        let old = self.generations.rcu(|current| {
+            let mut next = (**current).clone();
+            next.remove(&fingerprint);
+            next
+        });
+        Engine::wait_for_readers(old, Duration::from_secs(60));
+        self.store.drop_view(fingerprint)
+    }
+
     pub fn register_stream(&self, stats: Arc<crate::stream::stats::StreamStats>) {
         self.streams.lock().unwrap_or_else(|e| e.into_inner()).push(stats);
+    }
+
+    /// Forget the stream figures (the consumers are restarting).
+    pub fn clear_streams(&self) {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Every stream source's figures.

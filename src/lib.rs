@@ -12,6 +12,9 @@
 //! - [`store`]: the RocksDB key layout, value encoding and the database.
 //! - [`engine`]: the running store: registry, database and the generation
 //!   map that makes REPLACE atomic for readers.
+//! - [`definitions`]: replacing the definitions of a running server
+//!   (checked, swapped atomically, journalled to disk; the engine finishes
+//!   an interrupted apply when it opens).
 //! - [`ingest`]: turning Parquet files and JSON messages into typed batches,
 //!   and batches into store writes for every view of their source.
 //! - [`stream`]: Kafka consumers, one per stream source, writing each batch
@@ -24,7 +27,9 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod definitions;
 pub mod engine;
 pub mod ingest;
 pub mod registry;

@@ -5,28 +5,36 @@
 //! Handlers map errors to gRPC codes in one place ([`ingest_status`]): what
 //! the client can act on goes in the message, internal detail goes to the log.
 
+pub mod auth;
+pub mod guard;
 pub mod lookup;
 pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
+use crate::definitions::{self, ApplyError, ApplyReport};
 use crate::engine::Engine;
 use crate::ingest::parquet::{self, Mode};
 use crate::ingest::{IngestError, IngestReport};
 use crate::proto::{
     self, feature_admin_server::FeatureAdminServer, feature_serving_server::FeatureServingServer,
 };
+use auth::Caller;
+use guard::{Arrival, Door, DoorLayer};
 use metrics::Metrics;
 
 pub struct Serving {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    door: Arc<Door>,
+    /// Heavy lookups running at once: one per core.
+    lookup_slots: Arc<tokio::sync::Semaphore>,
 }
 
 #[tonic::async_trait]
@@ -35,32 +43,59 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         &self,
         request: Request<proto::GetOnlineFeaturesRequest>,
     ) -> Result<Response<proto::GetOnlineFeaturesResponse>, Status> {
-        let started = Instant::now();
+        let arrival = Arrival::of(&request);
+        let caller = request.extensions().get::<Arc<Caller>>().cloned();
         let request = request.into_inner();
         let service = self.service_label(&request);
-        // Lookups run inline on the async worker. Measured with `fstore bench`
-        // (release, 1 row x 50 features, 1,000 hot keys, 200 req/s, one
-        // connection): tokio's block_in_place gave p50 3.0 ms / p99 11 ms,
-        // most of its CPU in malloc as the worker's core moved to a fresh
-        // thread per call; inline gave p50 0.70 ms / p99 3.3 ms. Requests
-        // whose keys miss the block cache may need a blocking pool instead;
-        // decide that by the tail of a benchmark, not by rule.
-        let engine = &self.engine;
-        let result = lookup::get_online_features(engine, request);
+        // Light lookups run inline on the async worker. Measured with `fstore
+        // bench` (release, 1 row x 50 features, 1,000 hot keys, 200 req/s,
+        // one connection): tokio's block_in_place gave p50 3.0 ms / p99
+        // 11 ms, most of its CPU in malloc as the worker's core moved to a
+        // fresh thread per call; inline gave p50 0.70 ms / p99 3.3 ms.
+        //
+        // Heavy ones (many rows, or windows to merge) take milliseconds:
+        // inline, they would hold the workers that read new requests off the
+        // connections, so a queue would form where the server cannot see it
+        // (before a request is even read), and overload would go unshed.
+        // They wait for one of `lookup_slots` and run on the blocking pool;
+        // the wait is measured and bounded like any other.
+        let result = if lookup::is_heavy(&self.engine, &request) {
+            match self.lookup_slots.clone().acquire_owned().await {
+                Ok(slot) => match self.its_turn(&arrival, &request) {
+                    Ok(()) => {
+                        let engine = self.engine.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let _slot = slot;
+                            lookup::get_online_features(&engine, request, caller.as_deref())
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(Status::internal(format!("the lookup task failed: {e}"))))
+                    }
+                    Err(status) => Err(status),
+                },
+                Err(_) => Err(Status::unavailable("the server is shutting down")),
+            }
+        } else {
+            self.its_turn(&arrival, &request)
+                .and_then(|()| lookup::get_online_features(&self.engine, request, caller.as_deref()))
+        };
         let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
-        self.metrics.record("GetOnlineFeatures", &service, code, started.elapsed());
+        // From arrival, so that time spent waiting for a worker shows.
+        self.metrics.record("GetOnlineFeatures", &service, code, arrival.at.elapsed());
         result.map(Response::new)
     }
 
     async fn list_feature_services(
         &self,
-        _request: Request<proto::ListFeatureServicesRequest>,
+        request: Request<proto::ListFeatureServicesRequest>,
     ) -> Result<Response<proto::ListFeatureServicesResponse>, Status> {
+        let caller = request.extensions().get::<Arc<Caller>>().cloned();
         let registry = self.engine.registry();
         let services = registry
             .plan
             .services
             .iter()
+            .filter(|s| caller.as_ref().is_none_or(|c| c.may_read_service(&s.name)))
             .map(|s| {
                 let selection = &registry.services[&s.name];
                 proto::FeatureServiceInfo {
@@ -95,10 +130,53 @@ impl Serving {
             _ => "unknown".into(),
         }
     }
+
+    /// Whether a lookup that has waited since `arrival` should still be
+    /// served: not past the client's deadline, nor past the service's
+    /// queueing limit (an overloaded server answers at once instead of late).
+    fn its_turn(&self, arrival: &Arrival, request: &proto::GetOnlineFeaturesRequest) -> Result<(), Status> {
+        use proto::get_online_features_request::Selector;
+        let waited = arrival.at.elapsed();
+        self.door.turn_taken(waited);
+        if arrival.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Status::deadline_exceeded(format!(
+                "the client's deadline passed while the request waited {:.1} ms for its turn",
+                waited.as_secs_f64() * 1e3
+            )));
+        }
+        let service = match &request.selector {
+            Some(Selector::FeatureService(name)) => Some(name.as_str()),
+            _ => None,
+        };
+        let limit = self.engine.config.max_queue(service);
+        if !limit.is_zero() && waited > limit {
+            let setting = match service.filter(|s| self.engine.config.services.contains_key(*s)) {
+                Some(name) => format!("services.{name}.max_queue_ms"),
+                None => "server.max_queue_ms".to_string(),
+            };
+            return Err(Status::resource_exhausted(format!(
+                "server overloaded: the request waited {:.1} ms for its turn, more than {} ms ({setting}); retry with backoff",
+                waited.as_secs_f64() * 1e3,
+                limit.as_millis()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Admin calls need a key with the admin scope (when keys are configured).
+fn require_admin<T>(request: &Request<T>) -> Result<(), Status> {
+    match request.extensions().get::<Arc<Caller>>() {
+        Some(caller) if !caller.is_admin() => Err(Status::permission_denied(format!(
+            "API key `{}` may not administer: ingest, apply and status need a key with admin = true",
+            caller.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 pub struct Admin {
-    engine: Arc<Engine>,
+    control: Arc<Control>,
     metrics: Arc<Metrics>,
 }
 
@@ -108,12 +186,13 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
         &self,
         request: Request<proto::IngestParquetRequest>,
     ) -> Result<Response<proto::IngestReport>, Status> {
+        require_admin(&request)?;
         let request = request.into_inner();
         let mode = match request.mode() {
             proto::ingest_parquet_request::Mode::Upsert => Mode::Upsert,
             proto::ingest_parquet_request::Mode::Replace => Mode::Replace,
         };
-        let engine = self.engine.clone();
+        let engine = self.control.engine.clone();
         // Parquet decoding and bulk writes are long, blocking work: keep them
         // off the async workers that serve lookups.
         let report = tokio::task::spawn_blocking(move || {
@@ -127,11 +206,91 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
 
     async fn get_status(
         &self,
-        _request: Request<proto::GetStatusRequest>,
+        request: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
-        let json = status_json(&self.engine, &self.metrics)
+        require_admin(&request)?;
+        let json = status_json(&self.control.engine, &self.metrics)
             .map_err(|e| Status::internal(format!("building status: {e}")))?;
         Ok(Response::new(proto::GetStatusResponse { json }))
+    }
+
+    async fn apply_definitions(
+        &self,
+        request: Request<proto::ApplyDefinitionsRequest>,
+    ) -> Result<Response<proto::ApplyDefinitionsReport>, Status> {
+        require_admin(&request)?;
+        let request = request.into_inner();
+        let files = (!request.files.is_empty()).then(|| {
+            request.files.into_iter().map(|f| fstore_dsl::SourceFile { name: f.name, text: f.text }).collect()
+        });
+        let control = self.control.clone();
+        let report = tokio::task::spawn_blocking(move || control.apply(files, request.dry_run))
+            .await
+            .map_err(|e| Status::internal(format!("the apply task failed: {e}")))?
+            .map_err(|e| match e {
+                ApplyError::Invalid(m) => Status::invalid_argument(m),
+                ApplyError::Internal(e) => {
+                    tracing::error!(error = format!("{e:#}"), "Apply failed.");
+                    Status::internal(format!("the apply failed inside the server: {e:#}"))
+                }
+            })?;
+        Ok(Response::new(proto::ApplyDefinitionsReport {
+            applied: report.applied,
+            views: report
+                .views
+                .into_iter()
+                .map(|v| proto::ViewChange { view: v.view, change: v.change.to_string(), data: v.data })
+                .collect(),
+            notes: report.notes,
+        }))
+    }
+}
+
+/// What outlives one request: the engine and the running stream consumers,
+/// which a definitions apply may restart.
+pub struct Control {
+    pub engine: Arc<Engine>,
+    streams: std::sync::Mutex<Option<crate::stream::Streams>>,
+}
+
+impl Control {
+    fn new(engine: Arc<Engine>) -> Arc<Control> {
+        let streams = crate::stream::Streams::start(&engine);
+        Arc::new(Control { engine, streams: std::sync::Mutex::new(Some(streams)) })
+    }
+
+    /// Apply definitions (blocking), then follow them: restart the stream
+    /// consumers if their sources changed, and load the parquet sources of
+    /// views that start empty (in the background).
+    pub fn apply(
+        &self,
+        files: Option<Vec<fstore_dsl::SourceFile>>,
+        dry_run: bool,
+    ) -> Result<ApplyReport, ApplyError> {
+        let mut report = definitions::apply(&self.engine, files, dry_run)?;
+        if !report.applied {
+            return Ok(report);
+        }
+        if report.restart_streams {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(running) = streams.take() {
+                running.stop();
+            }
+            self.engine.clear_streams();
+            *streams = Some(crate::stream::Streams::start(&self.engine));
+            report.notes.push("stream consumers restarted on the new definitions".into());
+        }
+        if self.engine.config.server.load_sources_on_start {
+            let engine = self.engine.clone();
+            std::thread::spawn(move || parquet::load_empty_sources(&engine));
+        }
+        Ok(report)
+    }
+
+    fn stop_streams(&self) {
+        if let Some(running) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            running.stop();
+        }
     }
 }
 
@@ -214,6 +373,9 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
         "store": {
             "data_dir": engine.config.server.data_dir.display().to_string(),
             "estimated_keys": engine.store.property("rocksdb.estimate-num-keys"),
+            // View definitions with data on disk; more than the running
+            // views while an apply's old data is being dropped.
+            "view_definitions_stored": metas.len(),
             "live_sst_bytes": engine.store.property("rocksdb.live-sst-files-size"),
             "memtable_bytes": engine.store.property("rocksdb.cur-size-all-mem-tables"),
         },
@@ -269,10 +431,33 @@ pub async fn run(
         }
     };
 
-    let streams = crate::stream::Streams::start(&engine);
+    // Data of view definitions changed or removed while the server was
+    // stopped; never served, so it can go in the background.
+    {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = definitions::drop_unused_views(&engine) {
+                tracing::error!(error = format!("{e:#}"), "Could not drop unused views' data.");
+            }
+        });
+    }
+    let control = Control::new(engine.clone());
 
+    let config = &engine.config;
+    let keys = auth::Keys::from_config(&config.auth);
+    if auth::open_to_the_network(addr, &keys) {
+        tracing::warn!(
+            %addr,
+            "!!! Listening beyond loopback WITHOUT authentication: anyone who can reach {addr} can read features, load data and replace definitions. Configure [[auth.keys]] (see the README) or listen on 127.0.0.1. !!!"
+        );
+    }
+    let door = Door::new(keys, config.server.max_in_flight, config.max_queue(None));
+    if door.auth_enabled() {
+        tracing::info!(keys = config.auth.keys.len(), "API keys required.");
+    }
     let metrics = Arc::new(Metrics::default());
-    let metrics_addr = engine.config.server.metrics_listen;
+    metrics.watch_door(door.clone());
+    let metrics_addr = config.server.metrics_listen;
     let metrics_listener = TcpListener::bind(metrics_addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the metrics endpoint {metrics_addr}: {e}"))?;
@@ -280,21 +465,94 @@ pub async fn run(
     let metrics_server =
         tokio::spawn(metrics::serve_http(engine.clone(), metrics.clone(), metrics_listener, stopped()));
 
+    let reload = tokio::spawn(reload_on_sighup(control.clone()));
+
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config.tls)? {
+        builder = builder.tls_config(tls).map_err(|e| anyhow::anyhow!("configuring TLS: {e}"))?;
+        tracing::info!(client_certificates = config.tls.client_ca.is_some(), "TLS on.");
+    }
+    let max_bytes = config.server.max_request_bytes;
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
     tracing::info!(%addr, "fstore listening.");
     // TCP_NODELAY: without it Nagle's algorithm holds each small response
     // until the client's next request ACKs the last one, which put lookup
     // p50 at connections / rate and the tail at the 40 ms delayed-ACK timer.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = tonic::transport::Server::builder()
+    let server = builder
+        .layer(DoorLayer(door.clone()))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(FeatureServingServer::new(Serving { engine: engine.clone(), metrics: metrics.clone() }))
-        .add_service(FeatureAdminServer::new(Admin { engine, metrics }))
-        .serve_with_incoming_shutdown(incoming, stopped())
-        .await;
+        .add_service(
+            FeatureServingServer::new(Serving {
+                engine: engine.clone(),
+                metrics: metrics.clone(),
+                door: door.clone(),
+                lookup_slots: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
+            })
+            .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            FeatureAdminServer::new(Admin { control: control.clone(), metrics })
+                .max_decoding_message_size(max_bytes),
+        )
+        .serve_with_incoming_shutdown(incoming, stopped());
+    // Requests in flight at shutdown get `shutdown_grace_ms` to finish.
+    let overdue = async {
+        stopped().await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = overdue => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "Requests still in flight after the shutdown grace period; stopping anyway.");
+            Ok(())
+        }
+    };
     loader.abort();
+    reload.abort();
     let _ = metrics_server.await;
     // Write what the consumers hold and leave the consumer group.
-    let _ = tokio::task::spawn_blocking(move || streams.stop()).await;
+    let _ = tokio::task::spawn_blocking(move || control.stop_streams()).await;
     result.map_err(Into::into)
+}
+
+/// SIGHUP: re-read the definitions directory and apply it.
+async fn reload_on_sighup(control: Arc<Control>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("Cannot listen for SIGHUP; use `fstore apply` to reload definitions.");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the definitions directory.");
+            let c = control.clone();
+            match tokio::task::spawn_blocking(move || c.apply(None, false)).await {
+                Ok(Ok(report)) if report.applied => {}
+                Ok(Ok(_)) => tracing::info!("Definitions unchanged."),
+                Ok(Err(e)) => tracing::error!("Reload refused; the running definitions keep serving.\n{e}"),
+                Err(e) => tracing::error!(error = %e, "The reload task failed."),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = control;
+}
+
+/// The listener's TLS settings from PEM files, if `tls.cert` is set.
+fn tls_config(tls: &crate::config::TlsConfig) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else { return Ok(None) };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("reading the TLS {what} {}: {e}", path.display()))
+    };
+    let mut config =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(cert, "certificate")?, read(key, "key")?));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(Some(config))
 }

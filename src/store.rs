@@ -405,9 +405,15 @@ impl Store {
         self.db.write_opt(batch, &opts).context("writing to RocksDB")
     }
 
-    /// Make every write so far durable, including [`Durability::FlushBeforeCommit`] ones.
+    /// Make every write so far durable, including [`Durability::FlushBeforeCommit`] ones,
+    /// to rows and aggregate states.
     pub fn flush_rows(&self) -> anyhow::Result<()> {
-        self.db.flush_cf(self.cf(CF_ROWS)).context("flushing rows to disk")
+        // Aggregate states too: a REPLACE of an aggregating view writes them
+        // without the WAL, like rows.
+        for cf in [CF_ROWS, CF_AGGS] {
+            self.db.flush_cf(self.cf(cf)).context("flushing loaded data to disk")?;
+        }
+        Ok(())
     }
 
     /// Delete generations `[from, to)` of one view and let compaction reclaim the space.
@@ -421,6 +427,17 @@ impl Store {
             let cf = self.cf(cf);
             self.db.delete_range_cf(cf, start, end).context("deleting an old generation")?;
             self.db.compact_range_cf(cf, Some(start), Some(end));
+        }
+        Ok(())
+    }
+
+    /// Delete every generation of a view and its record: the view's
+    /// definition is gone.
+    pub fn drop_view(&self, fingerprint: u64) -> anyhow::Result<()> {
+        self.delete_generations(fingerprint, 0, u32::MAX)?;
+        self.db.delete_cf(self.cf(CF_META), meta_key(fingerprint)).context("deleting view metadata")?;
+        if let Some(cache) = &self.cache {
+            cache.clear();
         }
         Ok(())
     }

@@ -441,11 +441,14 @@ impl Applier {
             }
         }
 
-        let registry = engine.registry();
-        let index = registry.plan.source(&self.source.name).map(|(i, _)| i).context("source vanished")?;
+        // The registry is read under the source's lock: a definitions apply
+        // drops an old view's data under the same lock, after the swap, so
+        // a batch never writes to a view that is already gone.
         let lock = engine.source_lock(&self.source.name);
         let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let targets = self.targets(&registry.views_of_source(index))?;
+        let registry = engine.registry();
+        let index = registry.plan.source(&self.source.name).map(|(i, _)| i).context("source vanished")?;
+        let targets = self.targets(&registry, &registry.views_of_source(index))?;
         let mut writes = engine.store.batch();
         let mut rejects = BTreeMap::new();
         let rows = decoded.batch.num_rows();
@@ -484,9 +487,8 @@ impl Applier {
 
     /// The generation each view writes to; a view written for the first time
     /// starts at generation 1, recorded before any data.
-    fn targets(&self, views: &[usize]) -> anyhow::Result<Vec<Target>> {
+    fn targets(&self, registry: &crate::registry::Registry, views: &[usize]) -> anyhow::Result<Vec<Target>> {
         let engine = &self.engine;
-        let registry = engine.registry();
         let generations = engine.generations();
         let mut targets = Vec::new();
         let mut fresh = Vec::new();

@@ -49,16 +49,17 @@ pub enum Workload {
 /// One HTTP/2 connection to the server, with a client for each service.
 #[derive(Clone, Debug)]
 pub struct Connection {
-    pub serving: FeatureServingClient<Channel>,
+    pub serving: FeatureServingClient<crate::client::Authed>,
     pub health: HealthClient<Channel>,
 }
 
 impl Connection {
-    pub fn new(channel: Channel) -> Connection {
+    pub fn new(channel: Channel, bearer: crate::client::Bearer) -> Connection {
         Connection {
             // Large responses (many rows, embeddings) must not fail on
             // tonic's default 4 MiB limit: that would measure the client.
-            serving: FeatureServingClient::new(channel.clone()).max_decoding_message_size(256 << 20),
+            serving: FeatureServingClient::with_interceptor(channel.clone(), bearer)
+                .max_decoding_message_size(256 << 20),
             health: HealthClient::new(channel),
         }
     }

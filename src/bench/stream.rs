@@ -21,7 +21,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use super::sampler::Rng;
-use crate::proto::feature_admin_client::FeatureAdminClient;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProduceArgs {
@@ -53,7 +52,12 @@ pub struct ProduceArgs {
     pub addr: Option<String>,
 }
 
-pub fn run(args: ProduceArgs, config: &crate::config::Config, addr: String) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: ProduceArgs,
+    config: &crate::config::Config,
+    addr: String,
+    options: &crate::client::ClientOptions,
+) -> anyhow::Result<ExitCode> {
     let brokers = args.brokers.clone().unwrap_or_else(|| config.kafka.brokers.clone());
     anyhow::ensure!(!brokers.trim().is_empty(), "no brokers: pass --brokers or set kafka.brokers");
     let mut client = ClientConfig::new();
@@ -67,7 +71,8 @@ pub fn run(args: ProduceArgs, config: &crate::config::Config, addr: String) -> a
     let watcher = args.measure.then(|| {
         let (source, addr) = (args.source.clone(), addr.clone());
         let count = args.count;
-        runtime.spawn(async move { watch(addr, source, count).await })
+        let options = options.clone();
+        runtime.spawn(async move { watch(&options, addr, source, count).await })
     });
     let producer: ThreadedProducer<DefaultProducerContext> = client
         .clone()
@@ -145,9 +150,13 @@ async fn create_topic(client: &ClientConfig, topic: &str, partitions: i32) -> an
 
 /// Poll GetStatus until the server has applied `count` events; report the
 /// apply rate and the server's freshness figures.
-async fn watch(addr: String, source: String, count: u64) -> anyhow::Result<String> {
-    let mut admin =
-        FeatureAdminClient::connect(addr.clone()).await.with_context(|| format!("connecting to {addr}"))?;
+async fn watch(
+    client: &crate::client::ClientOptions,
+    addr: String,
+    source: String,
+    count: u64,
+) -> anyhow::Result<String> {
+    let mut admin = client.admin(client.connect(&addr).await?)?;
     let mut first: Option<(Instant, u64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

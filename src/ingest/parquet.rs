@@ -107,6 +107,13 @@ fn ingest_views(
 
     let lock = engine.source_lock(source);
     let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    // A definitions apply drops old views' data under this lock: a load
+    // planned on the old definitions must not write after that.
+    if !Arc::ptr_eq(&registry, &engine.registry()) {
+        return Err(IngestError::Unsupported(
+            "the definitions were replaced while this load was starting; run it again".into(),
+        ));
+    }
     let progress = Arc::new(IngestProgress {
         mode: mode.name().to_string(),
         files: files.iter().map(|f| f.display().to_string()).collect(),
@@ -271,6 +278,14 @@ impl<'a> Load<'a> {
         // during the load leaves a note that lets the next start delete them.
         if !pending.is_empty() {
             engine.store.put_view_metas(&pending)?;
+            // The target may hold rows nothing records: an UPSERT into a
+            // view that had no data yet writes generation 1 and records it
+            // only when it commits, so one killed mid-load leaves rows there.
+            for (fingerprint, meta) in &pending {
+                if let Some(g) = meta.pending_generation {
+                    engine.store.delete_generations(*fingerprint, g, g + 1)?;
+                }
+            }
         }
         Ok(Load {
             engine,

@@ -11,17 +11,53 @@ use crate::engine::Engine;
 use crate::ingest::events;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
 use crate::registry::{Selection, ViewInfo, ViewRead};
+use crate::serve::auth::Caller;
 use crate::store::keys::{push_key_part, view_prefix, KeyPart};
 use fstore_dsl::agg::{self, Scalar};
 use fstore_dsl::plan::{AggFeature, ViewBody};
 
+/// Row reads above which a lookup is heavy.
+const HEAVY_ROW_READS: usize = 256;
+
+/// Whether a request takes long enough (many row reads, or windows to
+/// merge) that it should not run on an async worker. Cheap: no lookup.
+pub fn is_heavy(engine: &Engine, request: &proto::GetOnlineFeaturesRequest) -> bool {
+    let rows = request.entities.values().map(|v| v.values.len()).max().unwrap_or(0);
+    let registry = engine.registry();
+    match &request.selector {
+        Some(Selector::FeatureService(name)) => match registry.services.get(name) {
+            Some(selection) => {
+                let aggregating = selection.views.iter().any(|r| registry.views[r.view].aggregating);
+                rows > 0 && (aggregating || rows * selection.views.len() > HEAVY_ROW_READS)
+            }
+            None => false,
+        },
+        Some(Selector::Features(refs)) => rows * refs.refs.len().max(1) > HEAVY_ROW_READS,
+        None => false,
+    }
+}
+
+/// Answer `request` for `caller` (None: authentication is off).
 pub fn get_online_features(
     engine: &Engine,
     request: proto::GetOnlineFeaturesRequest,
+    caller: Option<&Caller>,
 ) -> Result<proto::GetOnlineFeaturesResponse, Status> {
     let registry = engine.registry();
     let generations = engine.generations();
     let resolved;
+    let service = match &request.selector {
+        Some(Selector::FeatureService(name)) => Some(name.as_str()),
+        _ => None,
+    };
+    if let (Some(caller), Some(name)) = (caller, service) {
+        if !caller.may_read_service(name) {
+            return Err(Status::permission_denied(format!(
+                "API key `{}` may not read feature service `{name}`",
+                caller.name
+            )));
+        }
+    }
     let selection: &Selection = match &request.selector {
         Some(Selector::FeatureService(name)) => match registry.services.get(name) {
             Some(s) => s,
@@ -36,6 +72,11 @@ pub fn get_online_features(
         },
         Some(Selector::Features(refs)) => {
             resolved = registry.resolve_refs(&refs.refs).map_err(Status::invalid_argument)?;
+            if let Some(caller) = caller {
+                caller
+                    .may_read_features(&registry, resolved.columns.iter().map(|c| c.name.as_str()))
+                    .map_err(Status::permission_denied)?;
+            }
             &resolved
         }
         None => {
@@ -44,7 +85,7 @@ pub fn get_online_features(
             ))
         }
     };
-    let rows = check_entities(&request.entities, selection, engine.config.server.max_rows_per_request)?;
+    let rows = check_entities(&request.entities, selection, engine.config.max_rows_per_request(service))?;
 
     let mut columns: Vec<proto::FeatureColumn> = selection
         .columns
@@ -203,7 +244,7 @@ fn key_part(value: &proto::Value) -> KeyPart<'_> {
 fn check_entities(
     entities: &HashMap<String, proto::Values>,
     selection: &Selection,
-    max_rows: usize,
+    max_rows: (usize, Option<&str>),
 ) -> Result<usize, Status> {
     let needed: Vec<&str> = selection.keys.keys().map(String::as_str).collect();
     for name in &needed {
@@ -254,9 +295,14 @@ fn check_entities(
         }
     }
     let rows = rows.map_or(0, |(_, n)| n);
+    let (max_rows, by_service) = max_rows;
     if rows > max_rows {
+        let setting = match by_service {
+            Some(name) => format!("services.{name}.max_rows_per_request"),
+            None => "server.max_rows_per_request".to_string(),
+        };
         return Err(Status::invalid_argument(format!(
-            "the request has {rows} entity rows; the limit is {max_rows} (server.max_rows_per_request)"
+            "the request has {rows} entity rows; the limit is {max_rows} ({setting})"
         )));
     }
     Ok(rows)

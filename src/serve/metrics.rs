@@ -21,6 +21,7 @@ type SeriesKey = (&'static str, String);
 #[derive(Default)]
 pub struct Metrics {
     series: RwLock<HashMap<SeriesKey, Arc<Mutex<Series>>>>,
+    door: std::sync::OnceLock<Arc<crate::serve::guard::Door>>,
 }
 
 struct Series {
@@ -52,6 +53,11 @@ impl Metrics {
         let mut s = series.lock().unwrap_or_else(|e| e.into_inner());
         s.latency_micros.saturating_record(elapsed.as_micros().clamp(1, u64::MAX as u128) as u64);
         *s.codes.entry(crate::grpc_code_name(code)).or_default() += 1;
+    }
+
+    /// Export the door's figures too: lookups in flight and refusals.
+    pub fn watch_door(&self, door: Arc<crate::serve::guard::Door>) {
+        let _ = self.door.set(door);
     }
 
     fn each(&self, mut f: impl FnMut(&'static str, &str, &Series)) {
@@ -124,6 +130,22 @@ impl Metrics {
                 );
             }
         });
+        if let Some(door) = self.door.get() {
+            out.push_str("# HELP fstore_requests_in_flight Lookups accepted and not yet answered.\n");
+            out.push_str("# TYPE fstore_requests_in_flight gauge\n");
+            let _ = writeln!(out, "fstore_requests_in_flight {}", door.in_flight());
+            out.push_str(
+                "# HELP fstore_requests_refused_total Calls refused before decoding: too many lookups in flight, lookups waiting too long, or no valid API key.\n",
+            );
+            out.push_str("# TYPE fstore_requests_refused_total counter\n");
+            for (reason, count) in [
+                ("in_flight", door.refused_in_flight()),
+                ("queue", door.refused_queue()),
+                ("unauthenticated", door.refused_unauthenticated()),
+            ] {
+                let _ = writeln!(out, "fstore_requests_refused_total{{reason=\"{reason}\"}} {count}");
+            }
+        }
         let streams = engine.streams();
         if !streams.is_empty() {
             crate::stream::stats::render_headers(&mut out);

@@ -87,6 +87,14 @@ impl RowCache {
         self.rows.invalidate(key);
     }
 
+    /// Forget every row (a view's data was dropped).
+    pub fn clear(&self) {
+        for epoch in &self.epochs {
+            *epoch.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        }
+        self.rows.invalidate_all();
+    }
+
     pub fn entries(&self) -> u64 {
         self.rows.entry_count()
     }

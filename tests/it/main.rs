@@ -3,9 +3,13 @@
 //! real RocksDB, real Parquet files, real gRPC.
 
 mod kafka;
+mod overload;
 mod util;
 
+mod access;
+mod apply;
 mod cli;
+mod crash;
 mod e2e;
 mod replace;
 mod stream;

@@ -12,7 +12,7 @@ use fstore::proto::{self, value::Kind, FieldStatus};
 
 use crate::util::*;
 
-const DEFS: &str = r#"
+pub(crate) const DEFS: &str = r#"
 entity thing {
   key id: int64
 }
@@ -37,7 +37,7 @@ service all_things {
 }
 "#;
 
-fn write_snapshot(path: &std::path::Path, ids: std::ops::Range<i64>, tag: &str) {
+pub(crate) fn write_snapshot(path: &std::path::Path, ids: std::ops::Range<i64>, tag: &str) {
     let n = (ids.end - ids.start) as usize;
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("id", Arc::new(Int64Array::from_iter_values(ids.clone()))),
@@ -49,7 +49,10 @@ fn write_snapshot(path: &std::path::Path, ids: std::ops::Range<i64>, tag: &str) 
 }
 
 /// (tag per found row, set of keys found) for one request.
-fn snapshot_seen(r: &proto::GetOnlineFeaturesResponse, keys: &[i64]) -> (BTreeSet<String>, BTreeSet<i64>) {
+pub(crate) fn snapshot_seen(
+    r: &proto::GetOnlineFeaturesResponse,
+    keys: &[i64],
+) -> (BTreeSet<String>, BTreeSet<i64>) {
     let tag = column(r, "things.tag");
     let mut tags = BTreeSet::new();
     let mut found = BTreeSet::new();
@@ -64,11 +67,11 @@ fn snapshot_seen(r: &proto::GetOnlineFeaturesResponse, keys: &[i64]) -> (BTreeSe
     (tags, found)
 }
 
-fn ids_request(keys: &[i64]) -> proto::GetOnlineFeaturesRequest {
+pub(crate) fn ids_request(keys: &[i64]) -> proto::GetOnlineFeaturesRequest {
     request_service("all_things", vec![("id", keys.iter().map(|k| int(*k)).collect())])
 }
 
-fn view_status(server: &Server) -> serde_json::Value {
+pub(crate) fn view_status(server: &Server) -> serde_json::Value {
     rt().block_on(async {
         let json =
             server.admin().await.get_status(proto::GetStatusRequest {}).await.unwrap().into_inner().json;

@@ -30,13 +30,22 @@ pub struct Server {
     pub data: PathBuf,
     pub log: PathBuf,
     pub env: Vec<(String, String)>,
+    /// With TLS on: the CA (PEM) to trust, and a client identity if needed.
+    pub tls: Option<ClientTls>,
     _dir: Arc<tempfile::TempDir>,
+}
+
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca_pem: String,
+    pub identity: Option<(String, String)>,
 }
 
 pub struct ServerBuilder {
     dir: Arc<tempfile::TempDir>,
     defs: PathBuf,
     env: Vec<(String, String)>,
+    tls: Option<ClientTls>,
 }
 
 impl ServerBuilder {
@@ -48,13 +57,19 @@ impl ServerBuilder {
         for (name, text) in files {
             std::fs::write(defs.join(name), text).unwrap();
         }
-        ServerBuilder { dir: Arc::new(dir), defs, env: Vec::new() }
+        ServerBuilder { dir: Arc::new(dir), defs, env: test_env(), tls: None }
     }
 
     /// Use an existing definitions directory (e.g. the repository's feature_defs).
     pub fn with_defs_dir(defs: &Path) -> ServerBuilder {
         let dir = tempfile::tempdir().expect("a temp dir");
-        ServerBuilder { dir: Arc::new(dir), defs: defs.to_path_buf(), env: Vec::new() }
+        ServerBuilder { dir: Arc::new(dir), defs: defs.to_path_buf(), env: test_env(), tls: None }
+    }
+
+    /// The server speaks TLS; the test's clients trust `tls.ca_pem`.
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -75,11 +90,20 @@ impl ServerBuilder {
             data: self.dir.path().join("data"),
             log: self.dir.path().join("server.log"),
             env: self.env,
+            tls: self.tls,
             _dir: self.dir,
         };
         server.restart();
         server
     }
+}
+
+/// Settings every test server starts with; a test's own `env` overrides them.
+fn test_env() -> Vec<(String, String)> {
+    // Shedding is tested on its own (tests/it/overload.rs). Elsewhere a test
+    // machine busy with parallel tests must not turn slow lookups into
+    // RESOURCE_EXHAUSTED.
+    vec![("FSTORE_SERVER__MAX_QUEUE_MS".into(), "5000".into())]
 }
 
 pub fn free_port() -> u16 {
@@ -112,7 +136,24 @@ impl Server {
     }
 
     pub fn addr(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.port),
+            None => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// A channel to the server, over TLS when the server speaks it.
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        let mut endpoint = Channel::from_shared(self.addr()).unwrap();
+        if let Some(tls) = &self.tls {
+            let mut config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(config)?;
+        }
+        endpoint.connect().await
     }
 
     pub fn log_text(&self) -> String {
@@ -131,9 +172,8 @@ impl Server {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("fstore serve exited with {status} before it was ready; log:\n{}", self.log_text());
             }
-            let addr = self.addr();
             let ready = rt.block_on(async {
-                let Ok(channel) = Channel::from_shared(addr).unwrap().connect().await else { return false };
+                let Ok(channel) = self.channel().await else { return false };
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 let reply = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await;
                 matches!(reply, Ok(r) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
@@ -193,11 +233,11 @@ impl Server {
     }
 
     pub async fn serving(&self) -> FeatureServingClient<Channel> {
-        FeatureServingClient::new(Channel::from_shared(self.addr()).unwrap().connect().await.unwrap())
+        FeatureServingClient::new(self.channel().await.unwrap())
     }
 
     pub async fn admin(&self) -> FeatureAdminClient<Channel> {
-        FeatureAdminClient::new(Channel::from_shared(self.addr()).unwrap().connect().await.unwrap())
+        FeatureAdminClient::new(self.channel().await.unwrap())
     }
 }
 
@@ -226,6 +266,13 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
+}
+
+/// `message` with `authorization: Bearer <key>`.
+pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
 }
 
 pub fn int(v: i64) -> proto::Value {

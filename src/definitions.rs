@@ -1,0 +1,388 @@
+//! Replacing the feature definitions of a running server (`fstore apply`,
+//! the ApplyDefinitions RPC, SIGHUP).
+//!
+//! A new set is checked first; one that fails is refused with its
+//! diagnostics and changes nothing. A set that passes replaces the registry
+//! in one atomic swap: a request sees the old set or the new one.
+//!
+//! Values never outlive their definition. A view's data is keyed by the
+//! fingerprint of the definition that computed it, so a changed view starts
+//! empty under its new fingerprint; its parquet sources are loaded again,
+//! and stream-fed views fill from new events (or a backfill). The data of
+//! fingerprints no longer defined is dropped once no request reads it, so
+//! that going back to an old definition cannot resurrect stale values.
+//!
+//! Files sent with the request are written into the definitions directory,
+//! so that a restart runs the same set. The write is journalled: the whole
+//! set goes to `.fstore-apply/` with a `COMPLETE` marker, then into place.
+//! A crash before the marker leaves the old set; after it, the next start
+//! finishes the move ([`recover`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fstore_dsl::plan::SourceKind;
+use fstore_dsl::SourceFile;
+
+use crate::engine::Engine;
+use crate::registry::Registry;
+
+const STAGING: &str = ".fstore-apply";
+const COMPLETE: &str = "COMPLETE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The set is unusable: names, or diagnostics from `check`.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewChange {
+    pub view: String,
+    pub change: &'static str,
+    pub data: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub applied: bool,
+    pub views: Vec<ViewChange>,
+    pub notes: Vec<String>,
+    /// A Kafka source, or what its consumer decodes, changed: the consumers
+    /// must restart to follow.
+    pub restart_streams: bool,
+}
+
+/// Check `files` (None: the definitions directory as it is now) and, unless
+/// `dry_run`, make them the running set.
+pub fn apply(
+    engine: &Arc<Engine>,
+    files: Option<Vec<SourceFile>>,
+    dry_run: bool,
+) -> Result<ApplyReport, ApplyError> {
+    let _one_at_a_time = engine.apply_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = engine.config.server.definitions_dir.clone();
+    let sent = files.is_some();
+    let files = match files {
+        Some(files) => {
+            validate_names(&files)?;
+            files
+        }
+        None => {
+            let files = fstore_dsl::load_dir(&dir)
+                .with_context(|| format!("reading the definitions directory {}", dir.display()))?;
+            if files.is_empty() {
+                return Err(ApplyError::Invalid(format!("no .fdl files in {}", dir.display())));
+            }
+            files
+        }
+    };
+    let next = Registry::from_files(files.clone()).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+    let current = engine.registry();
+    let mut report = diff(&current, &next);
+    report.restart_streams = stream_signature(&current) != stream_signature(&next);
+    let changed = report.views.iter().any(|v| v.change != "unchanged")
+        || current.plan.services.len() != next.plan.services.len()
+        || current.services.iter().any(|(name, s)| {
+            next.services
+                .get(name)
+                .is_none_or(|n| n.columns.iter().map(|c| &c.name).ne(s.columns.iter().map(|c| &c.name)))
+        });
+    if dry_run {
+        report.notes.push("dry run: nothing changed".into());
+        return Ok(report);
+    }
+    if sent {
+        write_journalled(&dir, &files).context("writing the definitions directory")?;
+    }
+    if !changed {
+        report.notes.push("no view or service changed".into());
+        return Ok(report);
+    }
+    let previous = engine.install(next);
+    report.applied = true;
+    let orphans = orphans(engine, &previous);
+    if !orphans.is_empty() {
+        report.notes.push(format!(
+            "{} view definition(s) no longer in use: their data is dropped once no request reads it",
+            orphans.len()
+        ));
+        let engine = engine.clone();
+        std::thread::Builder::new()
+            .name("fstore-drop-views".into())
+            .spawn(move || drop_views(&engine, previous, &orphans))
+            .context("starting the thread that drops old views")?;
+    }
+    tracing::info!(
+        views = report
+            .views
+            .iter()
+            .filter(|v| v.change != "unchanged")
+            .map(|v| format!("{} {}", v.view, v.change))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "Applied new definitions."
+    );
+    Ok(report)
+}
+
+/// What became of each view, and where its values come from now.
+fn diff(current: &Registry, next: &Registry) -> ApplyReport {
+    let old: HashMap<&str, u64> = current.views.iter().map(|v| (v.name.as_str(), v.fingerprint)).collect();
+    let mut views = Vec::new();
+    for (index, info) in next.views.iter().enumerate() {
+        let change = match old.get(info.name.as_str()) {
+            None => "added",
+            Some(&fp) if fp == info.fingerprint => "unchanged",
+            Some(_) => "changed",
+        };
+        let data = if change == "unchanged" {
+            "kept".to_string()
+        } else {
+            let source = &next.plan.sources[next.plan.views[index].source];
+            match &source.kind {
+                SourceKind::Parquet { path } => format!(
+                    "empty until loaded: loading from {path} (source {}) when server.load_sources_on_start is on, else `fstore ingest --source {}`",
+                    source.name, source.name
+                ),
+                SourceKind::Kafka { topic, .. } => format!(
+                    "empty until new events arrive on {topic}; older events come back with `fstore ingest --source {} FILE.parquet`",
+                    source.name
+                ),
+            }
+        };
+        views.push(ViewChange { view: info.name.clone(), change, data });
+    }
+    let kept: HashSet<&str> = next.views.iter().map(|v| v.name.as_str()).collect();
+    for info in &current.views {
+        if !kept.contains(info.name.as_str()) {
+            views.push(ViewChange { view: info.name.clone(), change: "removed", data: "dropped".into() });
+        }
+    }
+    ApplyReport { views, ..Default::default() }
+}
+
+/// What the stream consumers were started with: Kafka sources and the key
+/// fields their views read.
+fn stream_signature(registry: &Registry) -> String {
+    let mut out = String::new();
+    for (index, source) in registry.plan.sources.iter().enumerate() {
+        if matches!(source.kind, SourceKind::Kafka { .. }) {
+            let views = registry.views_of_source(index);
+            let keys: Vec<_> = views.iter().map(|&v| &registry.plan.views[v].key_fields).collect();
+            out.push_str(&format!("{source:?}{keys:?};"));
+        }
+    }
+    out
+}
+
+/// Fingerprints `previous` used that the running set does not.
+fn orphans(engine: &Engine, previous: &Registry) -> Vec<(u64, String)> {
+    let live: HashSet<u64> = engine.registry().views.iter().map(|v| v.fingerprint).collect();
+    previous
+        .views
+        .iter()
+        .zip(&previous.plan.views)
+        .filter(|(info, _)| !live.contains(&info.fingerprint))
+        .map(|(info, view)| (info.fingerprint, previous.plan.sources[view.source].name.clone()))
+        .collect()
+}
+
+/// Drop the data of views no longer defined, once no request holds the
+/// registry that defined them.
+fn drop_views(engine: &Engine, previous: Arc<Registry>, orphans: &[(u64, String)]) {
+    let mut previous = previous;
+    for _ in 0..6000 {
+        match Arc::try_unwrap(previous) {
+            Ok(_) => break,
+            Err(still_held) => {
+                previous = still_held;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    for (fingerprint, source) in orphans {
+        // A writer of the source finishes its batch (written with the old
+        // registry) before the data goes.
+        let lock = engine.source_lock(source);
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = engine.drop_view(*fingerprint) {
+            tracing::error!(
+                fingerprint = format!("{fingerprint:016x}"),
+                error = format!("{e:#}"),
+                "Could not drop an old view's data."
+            );
+        }
+    }
+}
+
+/// Drop data of views that no definition computes any more (changed or
+/// removed while the server was stopped). Run at start.
+pub fn drop_unused_views(engine: &Engine) -> anyhow::Result<usize> {
+    let live: HashSet<u64> = engine.registry().views.iter().map(|v| v.fingerprint).collect();
+    let mut dropped = 0;
+    for (fingerprint, meta) in engine.store.view_metas()? {
+        if !live.contains(&fingerprint) {
+            tracing::info!(view = %meta.view, fingerprint = format!("{fingerprint:016x}"), "Dropping the data of a view definition no longer in use.");
+            engine.drop_view(fingerprint)?;
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+fn validate_names(files: &[SourceFile]) -> Result<(), ApplyError> {
+    if files.is_empty() {
+        return Err(ApplyError::Invalid("no definition files sent".into()));
+    }
+    let mut seen = HashSet::new();
+    for f in files {
+        let ok = f.name.ends_with(".fdl")
+            && f.name.len() > 4
+            && !f.name.starts_with('.')
+            && f.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !ok {
+            return Err(ApplyError::Invalid(format!(
+                "definition file name `{}` must be a plain file name ending in .fdl (letters, digits, . _ -)",
+                f.name
+            )));
+        }
+        if !seen.insert(&f.name) {
+            return Err(ApplyError::Invalid(format!("definition file `{}` is sent twice", f.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Write `files` as the whole content (`*.fdl`) of `dir`, crash-safely.
+fn write_journalled(dir: &Path, files: &[SourceFile]) -> anyhow::Result<()> {
+    let staging = dir.join(STAGING);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(&staging)?;
+    for f in files {
+        let mut out = std::fs::File::create(staging.join(&f.name))?;
+        out.write_all(f.text.as_bytes())?;
+        out.sync_all()?;
+    }
+    std::fs::File::create(staging.join(COMPLETE))?.sync_all()?;
+    sync_dir(&staging)?;
+    finish_move(dir)
+}
+
+/// Move a complete staged set into place; discard an incomplete one.
+pub fn recover(dir: &Path) -> anyhow::Result<()> {
+    let staging = dir.join(STAGING);
+    if !staging.exists() {
+        return Ok(());
+    }
+    if staging.join(COMPLETE).exists() {
+        tracing::warn!(dir = %dir.display(), "Finishing a definitions apply that a crash interrupted.");
+        finish_move(dir)
+    } else {
+        tracing::warn!(dir = %dir.display(), "Discarding a definitions apply that a crash interrupted before it was complete.");
+        std::fs::remove_dir_all(&staging).context("removing an incomplete staged apply")
+    }
+}
+
+fn finish_move(dir: &Path) -> anyhow::Result<()> {
+    let staging = dir.join(STAGING);
+    let mut staged = BTreeMap::new();
+    for entry in std::fs::read_dir(&staging)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "fdl") {
+            staged.insert(
+                path.file_name().map(|n| n.to_os_string()).context("a staged file without a name")?,
+                path,
+            );
+        }
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().map(|n| n.to_os_string());
+        if path.is_file()
+            && path.extension().is_some_and(|e| e == "fdl")
+            && !name.is_some_and(|n| staged.contains_key(&n))
+        {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    for (name, path) in staged {
+        std::fs::rename(&path, dir.join(name))?;
+    }
+    sync_dir(dir)?;
+    std::fs::remove_dir_all(&staging)?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> SourceFile {
+        SourceFile { name: name.into(), text: text.into() }
+    }
+
+    fn fdl_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".fdl"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_journalled_write_replaces_the_whole_set() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("old.fdl"), "old").unwrap();
+        std::fs::write(dir.path().join("keep.fdl"), "v1").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a definition").unwrap();
+        write_journalled(dir.path(), &[file("keep.fdl", "v2"), file("new.fdl", "n")]).unwrap();
+        assert_eq!(fdl_names(dir.path()), ["keep.fdl", "new.fdl"]);
+        assert_eq!(std::fs::read_to_string(dir.path().join("keep.fdl")).unwrap(), "v2");
+        assert!(dir.path().join("notes.txt").exists(), "other files are left alone");
+        assert!(!dir.path().join(STAGING).exists());
+    }
+
+    #[test]
+    fn recovery_finishes_a_complete_apply_and_discards_an_incomplete_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.fdl"), "old").unwrap();
+        let staging = dir.path().join(STAGING);
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("b.fdl"), "new").unwrap();
+        recover(dir.path()).unwrap();
+        assert_eq!(fdl_names(dir.path()), ["a.fdl"], "no COMPLETE marker: the old set stays");
+        assert!(!staging.exists());
+
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::write(staging.join("b.fdl"), "new").unwrap();
+        std::fs::write(staging.join(COMPLETE), "").unwrap();
+        recover(dir.path()).unwrap();
+        assert_eq!(fdl_names(dir.path()), ["b.fdl"], "complete: the new set is moved in");
+    }
+
+    #[test]
+    fn file_names_must_be_plain_fdl_names() {
+        for bad in ["../x.fdl", "a/b.fdl", "x.txt", ".fdl", ".hidden.fdl", ""] {
+            assert!(validate_names(&[file(bad, "")]).is_err(), "{bad}");
+        }
+        assert!(validate_names(&[file("a.fdl", ""), file("a.fdl", "")]).is_err());
+        assert!(validate_names(&[]).is_err());
+        assert!(validate_names(&[file("users-v2_x.fdl", "")]).is_ok());
+    }
+}

@@ -1,0 +1,282 @@
+//! Overload: the server sheds what it cannot serve in time, quickly and with
+//! RESOURCE_EXHAUSTED, so the requests it admits keep their latency and its
+//! memory stays bounded. Driven by the real load generator (`fstore bench`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
+use fstore::proto;
+use tonic::Code;
+
+use crate::util::*;
+
+const KEYS: i64 = 5_000;
+const FEATURES: usize = 20;
+const HEAVY_KEYS: i64 = 40;
+
+fn defs() -> String {
+    let features: String = (0..FEATURES).map(|i| format!("    f{i}: int64 = v + {i}\n")).collect();
+    format!(
+        r#"
+entity user {{
+  key user_id: int64
+}}
+
+source users {{
+  type = parquet
+  path = "data/users.parquet"
+  timestamp = ts
+}}
+
+view stats {{
+  entity = user
+  source = users
+  features {{
+{features}  }}
+}}
+
+service ranker {{
+  features = [stats.*]
+}}
+
+# Costly to serve, cheap to ask for: each row merges up to 1,440 one-minute
+# tiles. The load generator on the same two cores stays the lesser load.
+source events {{
+  type = parquet
+  path = "data/events.parquet"
+  timestamp = ts
+}}
+
+view activity {{
+  entity = user
+  source = events
+  resolution = 1m
+  features {{
+    n_1d: int64 = count() over 1d
+    sum_1d: int64 = sum(v) over 1d
+  }}
+}}
+
+service heavy {{
+  features = [activity.*]
+}}
+"#
+    )
+}
+
+fn start(env: &[(&str, &str)]) -> Server {
+    let mut builder = ServerBuilder::new(&[("defs.fdl", &defs())]);
+    let dir = builder.root().join("defs/data");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ids: Vec<i64> = (0..KEYS).collect();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(Int64Array::from(ids.clone()))),
+        ("v", Arc::new(Int64Array::from(ids))),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![1_000_000; KEYS as usize]).with_timezone("UTC")),
+        ),
+    ];
+    write_parquet(&dir.join("users.parquet"), columns);
+    // HEAVY_KEYS users, one event a minute for the last 23 hours.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    let minutes = 23 * 60;
+    let (mut users, mut values, mut times) = (Vec::new(), Vec::new(), Vec::new());
+    for user in 0..HEAVY_KEYS {
+        for minute in 0..minutes {
+            users.push(user);
+            values.push(minute);
+            times.push(now - minute * 60_000_000);
+        }
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(Int64Array::from(users))),
+        ("v", Arc::new(Int64Array::from(values))),
+        ("ts", Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC"))),
+    ];
+    write_parquet(&dir.join("events.parquet"), columns);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    builder.start()
+}
+
+/// One `fstore bench` run of the `heavy` service; its JSON report.
+fn bench(server: &Server, rate: f64, duration: &str, rows: usize) -> serde_json::Value {
+    let json = tempfile::NamedTempFile::new().unwrap();
+    let out = server.cli(&[
+        "bench",
+        "--service",
+        "heavy",
+        "--rows",
+        &rows.to_string(),
+        "--key",
+        &format!("user_id=0..{HEAVY_KEYS}"),
+        "--rate",
+        &format!("{rate:.0}"),
+        "--duration",
+        duration,
+        "--warmup",
+        "500ms",
+        "--connections",
+        "4",
+        "--json",
+        json.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "bench failed: {}", stderr(&out));
+    let runs: serde_json::Value = serde_json::from_slice(&std::fs::read(json.path()).unwrap()).unwrap();
+    runs[0].clone()
+}
+
+fn goodput(run: &serde_json::Value) -> f64 {
+    run["ok"].as_f64().unwrap() / run["measured_s"].as_f64().unwrap()
+}
+
+fn errors_other_than(run: &serde_json::Value, allowed: &str) -> Vec<String> {
+    run["errors_by_kind"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, n)| k.as_str() != allowed && n.as_u64() != Some(0))
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect()
+}
+
+fn rss_kib(server: &Server) -> u64 {
+    let pid = server.child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
+    const QUEUE_MS: u64 = 25;
+    const ROWS: usize = 40;
+    let server = start(&[("FSTORE_SERVER__MAX_QUEUE_MS", &QUEUE_MS.to_string())]);
+
+    // Capacity: what the server completes when asked for more than it can
+    // do (it sheds the rest), on this machine, in this build, now. Doubling
+    // from a low rate, so as not to bury a slow debug build in refusals.
+    let mut rate = 25.0;
+    let capacity = loop {
+        let flood = bench(&server, rate, "2s", ROWS);
+        let shed = flood["errors_by_kind"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0);
+        eprintln!("calibrating at {rate:.0} req/s: goodput {:.0}, shed {shed}", goodput(&flood));
+        if shed > 0 || rate >= 1_000.0 {
+            break goodput(&flood);
+        }
+        rate *= 2.0;
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // Sustainable: comfortably below capacity. Overload: twice that.
+    let sustainable = 0.6 * capacity;
+    let calm = bench(&server, sustainable, "3s", ROWS);
+    let calm_p99 = calm["p99_ms"].as_f64().unwrap();
+    assert!(errors_other_than(&calm, "").is_empty(), "errors at the sustainable rate: {calm}");
+
+    let rss_before = rss_kib(&server);
+    let storm = bench(&server, 2.0 * sustainable, "4s", ROWS);
+    let rss_after = rss_kib(&server);
+    let shed = storm["errors_by_kind"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0);
+    let storm_p99 = storm["p99_ms"].as_f64().unwrap();
+    eprintln!(
+        "overload: capacity {capacity:.0} req/s; at {sustainable:.0} req/s p99 {calm_p99:.1} ms; at {:.0} req/s \
+         {shed} of {} shed, admitted p99 {storm_p99:.1} ms, goodput {:.0} req/s; RSS {} -> {} MiB",
+        2.0 * sustainable,
+        storm["requests"],
+        goodput(&storm),
+        rss_before / 1024,
+        rss_after / 1024
+    );
+    assert!(shed > 0, "nothing was shed at twice the sustainable rate: {storm}");
+    assert!(errors_other_than(&storm, "RESOURCE_EXHAUSTED").is_empty(), "only shedding: {storm}");
+    let message = storm["error_messages"]["RESOURCE_EXHAUSTED"].as_str().unwrap();
+    assert!(message.contains("server.max_queue_ms"), "{message}");
+    // Without shedding the queue grows by 0.2 x capacity each second and
+    // p99 climbs towards the run's length; with it, admitted requests wait
+    // at most the queueing limit on top of their usual latency.
+    let bound = calm_p99 * 2.0 + QUEUE_MS as f64 + 15.0;
+    assert!(storm_p99 <= bound, "admitted p99 {storm_p99:.1} ms > {bound:.1} ms");
+    assert!(goodput(&storm) >= 0.7 * capacity, "shedding must be cheap: goodput {:.0}", goodput(&storm));
+    assert!(rss_after < rss_before + 64 * 1024, "memory grew from {rss_before} to {rss_after} KiB");
+
+    // Afterwards it serves as before.
+    let after = bench(&server, sustainable, "1s", ROWS);
+    assert!(errors_other_than(&after, "").is_empty(), "{after}");
+}
+
+#[test]
+fn limits_on_in_flight_rows_and_bytes_refuse_with_the_setting_named() {
+    let server = start(&[
+        ("FSTORE_SERVER__MAX_IN_FLIGHT", "2"),
+        ("FSTORE_SERVER__MAX_QUEUE_MS", "0"),
+        ("FSTORE_SERVER__MAX_REQUEST_BYTES", "65536"),
+        ("FSTORE_SERVICES__RANKER", "{ max_rows_per_request = 500 }"),
+    ]);
+    let rt = rt();
+    rt.block_on(async {
+        let mut client = server.serving().await;
+        let ids = |n: i64| (0..n).map(|i| int(i % KEYS)).collect::<Vec<_>>();
+
+        // (what, request, expected code, text of the message)
+        let cases: Vec<(&str, proto::GetOnlineFeaturesRequest, Code, &str)> = vec![
+            (
+                "rows over the service's limit",
+                request_service("ranker", vec![("user_id", ids(501))]),
+                Code::InvalidArgument,
+                "the limit is 500 (services.ranker.max_rows_per_request)",
+            ),
+            (
+                "rows by refs over the server's limit",
+                request_refs(&["stats.f0"], vec![("user_id", ids(10_001))]),
+                Code::InvalidArgument,
+                "(server.max_rows_per_request)",
+            ),
+            (
+                "a message over max_request_bytes",
+                request_refs(&["stats.f0"], vec![("user_id", vec![string(&"x".repeat(70_000))])]),
+                Code::OutOfRange,
+                "the limit is: 65536 bytes",
+            ),
+        ];
+        for (what, request, code, text) in cases {
+            let status = client.get_online_features(request).await.expect_err(what);
+            assert_eq!(status.code(), code, "{what}: {status:?}");
+            assert!(status.message().contains(text), "{what}: `{}` lacks `{text}`", status.message());
+        }
+        assert!(client
+            .get_online_features(request_service("ranker", vec![("user_id", ids(500))]))
+            .await
+            .is_ok());
+
+        // 64 at once against a limit of 2 in flight: the excess is refused at
+        // the door, at once; the rest are served.
+        let mut calls = Vec::new();
+        for _ in 0..64 {
+            let mut c = client.clone();
+            let request = request_service("ranker", vec![("user_id", ids(500))]);
+            calls.push(tokio::spawn(async move { c.get_online_features(request).await }));
+        }
+        let (mut ok, mut refused) = (0, 0);
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(s) if s.code() == Code::ResourceExhausted => {
+                    assert!(s.message().contains("server.max_in_flight"), "{}", s.message());
+                    refused += 1;
+                }
+                Err(s) => panic!("unexpected {s:?}"),
+            }
+        }
+        eprintln!("in-flight limit 2: {ok} served, {refused} refused of 64");
+        assert!(ok >= 2 && refused > 0, "{ok} served, {refused} refused");
+    });
+    let metrics = server.metrics_text();
+    assert!(metrics.contains("fstore_requests_refused_total{reason=\"in_flight\"}"), "{metrics}");
+    assert!(metrics.contains("fstore_requests_in_flight 0"), "every ticket returned");
+}
