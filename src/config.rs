@@ -79,6 +79,10 @@ pub struct ServerConfig {
 pub struct ServiceConfig {
     pub max_queue_ms: Option<u64>,
     pub max_rows_per_request: Option<usize>,
+    /// Lookups of this service being served or waiting for a lookup slot,
+    /// counted from the moment the request is decoded; one more is refused
+    /// with RESOURCE_EXHAUSTED, so one busy service cannot take every slot.
+    pub max_in_flight: Option<usize>,
 }
 
 /// API keys; none configured means no authentication.

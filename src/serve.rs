@@ -35,6 +35,18 @@ pub struct Serving {
     door: Arc<Door>,
     /// Heavy lookups running at once: one per core.
     lookup_slots: Arc<tokio::sync::Semaphore>,
+    /// Lookups in flight per service that has `services.NAME.max_in_flight`.
+    service_in_flight:
+        std::sync::RwLock<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
+}
+
+/// One lookup of a service with an in-flight limit; frees its place on drop.
+struct ServiceTicket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ServiceTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[tonic::async_trait]
@@ -47,6 +59,13 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         let caller = request.extensions().get::<Arc<Caller>>().cloned();
         let request = request.into_inner();
         let service = self.service_label(&request);
+        let _ticket = match self.service_ticket(&service) {
+            Ok(ticket) => ticket,
+            Err(status) => {
+                self.metrics.record("GetOnlineFeatures", &service, status.code(), arrival.at.elapsed());
+                return Err(status);
+            }
+        };
         // Light lookups run inline on the async worker. Measured with `fstore
         // bench` (release, 1 row x 50 features, 1,000 hot keys, 200 req/s,
         // one connection): tokio's block_in_place gave p50 3.0 ms / p99
@@ -129,6 +148,32 @@ impl Serving {
             Some(Selector::Features(_)) => "refs".into(),
             _ => "unknown".into(),
         }
+    }
+
+    /// A place among `services.NAME.max_in_flight` lookups of `service`, if
+    /// that limit is set; held until the answer is built.
+    fn service_ticket(&self, service: &str) -> Result<Option<ServiceTicket>, Status> {
+        let Some(limit) = self.engine.config.services.get(service).and_then(|s| s.max_in_flight) else {
+            return Ok(None);
+        };
+        let existing = self.service_in_flight.read().unwrap_or_else(|e| e.into_inner()).get(service).cloned();
+        let counter = match existing {
+            Some(c) => c,
+            None => self
+                .service_in_flight
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(service.to_string())
+                .or_default()
+                .clone(),
+        };
+        if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= limit {
+            counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(Status::resource_exhausted(format!(
+                "feature service `{service}` has {limit} lookups in flight (services.{service}.max_in_flight); retry with backoff"
+            )));
+        }
+        Ok(Some(ServiceTicket(counter)))
     }
 
     /// Whether a lookup that has waited since `arrival` should still be
@@ -491,6 +536,7 @@ pub async fn run(
                 lookup_slots: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
                 )),
+                service_in_flight: Default::default(),
             })
             .max_decoding_message_size(max_bytes),
         )

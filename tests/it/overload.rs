@@ -256,27 +256,92 @@ fn limits_on_in_flight_rows_and_bytes_refuse_with_the_setting_named() {
 
         // 64 at once against a limit of 2 in flight: the excess is refused at
         // the door, at once; the rest are served.
-        let mut calls = Vec::new();
-        for _ in 0..64 {
-            let mut c = client.clone();
-            let request = request_service("ranker", vec![("user_id", ids(500))]);
-            calls.push(tokio::spawn(async move { c.get_online_features(request).await }));
-        }
-        let (mut ok, mut refused) = (0, 0);
-        for call in calls {
-            match call.await.unwrap() {
-                Ok(_) => ok += 1,
-                Err(s) if s.code() == Code::ResourceExhausted => {
-                    assert!(s.message().contains("server.max_in_flight"), "{}", s.message());
-                    refused += 1;
-                }
-                Err(s) => panic!("unexpected {s:?}"),
-            }
-        }
+        let requests = (0..64).map(|_| request_service("ranker", vec![("user_id", ids(500))])).collect();
+        let (ok, refused) = served_and_refused(&client, requests, "server.max_in_flight").await;
         eprintln!("in-flight limit 2: {ok} served, {refused} refused of 64");
         assert!(ok >= 2 && refused > 0, "{ok} served, {refused} refused");
     });
     let metrics = server.metrics_text();
     assert!(metrics.contains("fstore_requests_refused_total{reason=\"in_flight\"}"), "{metrics}");
     assert!(metrics.contains("fstore_requests_in_flight 0"), "every ticket returned");
+}
+
+#[test]
+fn a_busy_service_is_bounded_on_its_own_and_deadlines_are_honoured() {
+    let server =
+        start(&[("FSTORE_SERVER__MAX_QUEUE_MS", "0"), ("FSTORE_SERVICES__HEAVY", "{ max_in_flight = 3 }")]);
+    let heavy = || {
+        let keys = (0..40).map(|i| int(i % HEAVY_KEYS)).collect();
+        request_service("heavy", vec![("user_id", keys)])
+    };
+    let rt = rt();
+    rt.block_on(async {
+        let client = server.serving().await;
+        // 8 slow lookups of one service at once, and light lookups of another.
+        let slow = tokio::spawn({
+            let client = client.clone();
+            let requests = (0..8).map(|_| heavy()).collect();
+            async move { served_and_refused(&client, requests, "services.heavy.max_in_flight").await }
+        });
+        let mut light = Vec::new();
+        for i in 0..5 {
+            let mut c = client.clone();
+            let request = request_service("ranker", vec![("user_id", vec![int(i)])]);
+            light.push(tokio::spawn(async move { c.get_online_features(request).await }));
+        }
+        let (ok, refused) = slow.await.unwrap();
+        eprintln!("services.heavy.max_in_flight = 3: {ok} served, {refused} refused of 8");
+        assert!(ok >= 3 && refused >= 1, "{ok} served, {refused} refused");
+        for call in light {
+            assert!(call.await.unwrap().is_ok(), "another service is not limited by heavy's bound");
+        }
+
+        // With both lookup slots busy, a lookup whose deadline passes while it
+        // waits is not served late.
+        let mut busy = Vec::new();
+        for _ in 0..2 {
+            let mut c = client.clone();
+            let request = heavy();
+            busy.push(tokio::spawn(async move { c.get_online_features(request).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut request = tonic::Request::new(heavy());
+        request.set_timeout(Duration::from_millis(5));
+        let status =
+            client.clone().get_online_features(request).await.expect_err("served after its deadline");
+        assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+        for call in busy {
+            assert!(call.await.unwrap().is_ok());
+        }
+    });
+}
+
+type Client = proto::feature_serving_client::FeatureServingClient<tonic::transport::Channel>;
+
+/// Send `requests` all at once; count those served and those refused with
+/// RESOURCE_EXHAUSTED naming `setting`. Any other outcome fails the test.
+async fn served_and_refused(
+    client: &Client,
+    requests: Vec<proto::GetOnlineFeaturesRequest>,
+    setting: &str,
+) -> (usize, usize) {
+    let calls: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let mut c = client.clone();
+            tokio::spawn(async move { c.get_online_features(request).await })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(s) if s.code() == Code::ResourceExhausted => {
+                assert!(s.message().contains(setting), "{}", s.message());
+                refused += 1;
+            }
+            Err(s) => panic!("unexpected {s:?}"),
+        }
+    }
+    (ok, refused)
 }
