@@ -58,7 +58,8 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         let arrival = Arrival::of(&request);
         let caller = request.extensions().get::<Arc<Caller>>().cloned();
         let request = request.into_inner();
-        let service = self.service_label(&request);
+        let registry = self.engine.registry();
+        let service = service_label(&registry, &request);
         let _ticket = match self.service_ticket(&service) {
             Ok(ticket) => ticket,
             Err(status) => {
@@ -78,7 +79,9 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         // (before a request is even read), and overload would go unshed.
         // They wait for one of `lookup_slots` and run on the blocking pool;
         // the wait is measured and bounded like any other.
-        let result = if lookup::is_heavy(&self.engine, &request) {
+        let heavy = lookup::is_heavy(&registry, &request);
+        drop(registry);
+        let result = if heavy {
             match self.lookup_slots.clone().acquire_owned().await {
                 Ok(slot) => match self.its_turn(&arrival, &request) {
                     Ok(()) => {
@@ -138,18 +141,6 @@ impl proto::feature_serving_server::FeatureServing for Serving {
 }
 
 impl Serving {
-    /// The metrics label of a request: a declared service, `refs`, or `unknown`.
-    fn service_label(&self, request: &proto::GetOnlineFeaturesRequest) -> String {
-        use proto::get_online_features_request::Selector;
-        match &request.selector {
-            Some(Selector::FeatureService(name)) if self.engine.registry().services.contains_key(name) => {
-                name.clone()
-            }
-            Some(Selector::Features(_)) => "refs".into(),
-            _ => "unknown".into(),
-        }
-    }
-
     /// A place among `services.NAME.max_in_flight` lookups of `service`, if
     /// that limit is set; held until the answer is built.
     fn service_ticket(&self, service: &str) -> Result<Option<ServiceTicket>, Status> {
@@ -206,6 +197,16 @@ impl Serving {
             )));
         }
         Ok(())
+    }
+}
+
+/// The metrics label of a request: a declared service, `refs`, or `unknown`.
+fn service_label(registry: &crate::registry::Registry, request: &proto::GetOnlineFeaturesRequest) -> String {
+    use proto::get_online_features_request::Selector;
+    match &request.selector {
+        Some(Selector::FeatureService(name)) if registry.services.contains_key(name) => name.clone(),
+        Some(Selector::Features(_)) => "refs".into(),
+        _ => "unknown".into(),
     }
 }
 

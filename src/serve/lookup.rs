@@ -10,7 +10,7 @@ use tonic::Status;
 use crate::engine::Engine;
 use crate::ingest::events;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
-use crate::registry::{Selection, ViewInfo, ViewRead};
+use crate::registry::{Registry, Selection, ViewInfo, ViewRead};
 use crate::serve::auth::Caller;
 use crate::store::keys::{push_key_part, view_prefix, KeyPart};
 use fstore_dsl::agg::{self, Scalar};
@@ -21,9 +21,8 @@ const HEAVY_ROW_READS: usize = 256;
 
 /// Whether a request takes long enough (many row reads, or windows to
 /// merge) that it should not run on an async worker. Cheap: no lookup.
-pub fn is_heavy(engine: &Engine, request: &proto::GetOnlineFeaturesRequest) -> bool {
+pub fn is_heavy(registry: &Registry, request: &proto::GetOnlineFeaturesRequest) -> bool {
     let rows = request.entities.values().map(|v| v.values.len()).max().unwrap_or(0);
-    let registry = engine.registry();
     match &request.selector {
         Some(Selector::FeatureService(name)) => match registry.services.get(name) {
             Some(selection) => {

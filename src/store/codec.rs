@@ -334,7 +334,8 @@ mod tests {
         proptest::collection::vec(proptest::option::of(value(ty)), n).boxed()
     }
 
-    fn to_arrow(ty: DataType, values: &[Option<Kind>]) -> ArrayRef {
+    /// The Arrow array of `ty` holding `values` (None = null).
+    pub(super) fn to_arrow(ty: DataType, values: &[Option<Kind>]) -> ArrayRef {
         match ty {
             DataType::Bool => Arc::new(BooleanArray::from_iter(values.iter().map(|v| match v {
                 Some(Kind::BoolValue(b)) => Some(*b),

@@ -10,17 +10,12 @@
 //! garbage operands: no panic (which would abort the process from inside
 //! RocksDB), and what they make of the garbage is pinned down here.
 
-use std::sync::Arc;
-
-use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int64Array, ListArray, ListBuilder,
-    StringArray, StringBuilder, TimestampMicrosecondArray,
-};
-use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+use arrow::array::ArrayRef;
 use fstore_dsl::{DataType, ElementType};
 use proptest::prelude::*;
 
-use super::tests::value;
+use super::put_varint_u64;
+use super::tests::{to_arrow, value};
 use super::{
     decode_row, encode_row, event_time_of, ColumnRef, CorruptRow, DecodedRow, FORMAT_VERSION, HEADER_LEN,
 };
@@ -103,52 +98,6 @@ fn decode_checked(bytes: &[u8], types: &[DataType]) -> Result<DecodedRow, Corrup
 // Valid rows.
 // ---------------------------------------------------------------------------
 
-/// A one-row Arrow array of `ty` holding `v` (None = null).
-fn one_row(ty: DataType, v: &Option<Kind>) -> ArrayRef {
-    macro_rules! prim {
-        ($array:ty, $variant:ident) => {
-            Arc::new(<$array>::from_iter([match v {
-                Some(Kind::$variant(x)) => Some(x),
-                _ => None,
-            }
-            .cloned()]))
-        };
-    }
-    macro_rules! list {
-        ($t:ty, $variant:ident) => {
-            Arc::new(ListArray::from_iter_primitive::<$t, _, _>([match v {
-                Some(Kind::$variant(l)) => Some(l.values.iter().map(|x| Some(*x)).collect::<Vec<_>>()),
-                _ => None,
-            }]))
-        };
-    }
-    match ty {
-        DataType::Bool => prim!(BooleanArray, BoolValue),
-        DataType::Int64 => prim!(Int64Array, Int64Value),
-        DataType::Float32 => prim!(Float32Array, Float32Value),
-        DataType::Float64 => prim!(Float64Array, Float64Value),
-        DataType::String => prim!(StringArray, StringValue),
-        DataType::Bytes => prim!(BinaryArray, BytesValue),
-        DataType::Timestamp => prim!(TimestampMicrosecondArray, TimestampMicros),
-        DataType::Array(ElementType::Float32) => list!(Float32Type, Float32List),
-        DataType::Array(ElementType::Float64) => list!(Float64Type, Float64List),
-        DataType::Array(ElementType::Int64) => list!(Int64Type, Int64List),
-        DataType::Array(ElementType::String) => {
-            let mut b = ListBuilder::new(StringBuilder::new());
-            match v {
-                Some(Kind::StringList(l)) => {
-                    for s in &l.values {
-                        b.values().append_value(s);
-                    }
-                    b.append(true);
-                }
-                _ => b.append(false),
-            }
-            Arc::new(b.finish())
-        }
-    }
-}
-
 fn types(max: usize) -> impl Strategy<Value = Vec<DataType>> {
     proptest::collection::vec(proptest::sample::select(DataType::ALL.to_vec()), 0..max)
 }
@@ -162,7 +111,8 @@ fn row() -> impl Strategy<Value = (Vec<DataType>, Vec<Option<Kind>>, i64)> {
 }
 
 fn encode(types: &[DataType], values: &[Option<Kind>], event_time: i64) -> Vec<u8> {
-    let arrays: Vec<ArrayRef> = types.iter().zip(values).map(|(t, v)| one_row(*t, v)).collect();
+    let arrays: Vec<ArrayRef> =
+        types.iter().zip(values).map(|(t, v)| to_arrow(*t, std::slice::from_ref(v))).collect();
     let columns: Vec<ColumnRef> =
         arrays.iter().zip(types).map(|(a, t)| ColumnRef::new(a, *t).expect("column of its type")).collect();
     let mut out = Vec::new();
@@ -243,13 +193,9 @@ fn header(types: &[DataType]) -> Vec<u8> {
     out
 }
 
-fn varint(mut v: u64) -> Vec<u8> {
+fn varint(v: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+    put_varint_u64(&mut out, v);
     out
 }
 
