@@ -395,12 +395,31 @@ async fn prepare_lookup(
         entities: keys::draw_entities(&columns, args.rows, &mut rng),
         ..Default::default()
     };
-    let response = tokio::time::timeout(SETUP_TIMEOUT, serving.get_online_features(setup_request(probe)))
-        .await
-        .context("the first lookup: no answer")?
-        .map_err(status_error)
-        .context("the server refused the first lookup, so the benchmark's requests are wrong")?
-        .into_inner();
+    // A server still draining an earlier load sheds with RESOURCE_EXHAUSTED
+    // and asks for a retry with backoff: do so, within the setup time.
+    let give_up = tokio::time::Instant::now() + SETUP_TIMEOUT;
+    let mut backoff = Duration::from_millis(20);
+    let response = loop {
+        let answer =
+            tokio::time::timeout(SETUP_TIMEOUT, serving.get_online_features(setup_request(probe.clone())))
+                .await
+                .context("the first lookup: no answer")?;
+        match answer {
+            Err(status)
+                if status.code() == tonic::Code::ResourceExhausted
+                    && tokio::time::Instant::now() + backoff < give_up =>
+            {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            answer => {
+                break answer
+                    .map_err(status_error)
+                    .context("the server refused the first lookup, so the benchmark's requests are wrong")?
+                    .into_inner()
+            }
+        }
+    };
     let values: usize = response.features.iter().map(|f| f.statuses.len()).sum();
     let present = response
         .features

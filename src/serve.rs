@@ -497,7 +497,10 @@ pub async fn run(
             "!!! Listening beyond loopback WITHOUT authentication: anyone who can reach {addr} can read features, load data and replace definitions. Configure [[auth.keys]] (see the README) or listen on 127.0.0.1. !!!"
         );
     }
-    let door = Door::new(keys, config.server.max_in_flight, config.max_queue(None));
+    // Heavy lookups run one per core; fewer lookups than that in flight
+    // means no queue.
+    let at_once = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let door = Door::new(keys, config.server.max_in_flight, config.max_queue(None), at_once);
     if door.auth_enabled() {
         tracing::info!(keys = config.auth.keys.len(), "API keys required.");
     }
@@ -534,9 +537,7 @@ pub async fn run(
                 engine: engine.clone(),
                 metrics: metrics.clone(),
                 door: door.clone(),
-                lookup_slots: Arc::new(tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(2, |n| n.get()),
-                )),
+                lookup_slots: Arc::new(tokio::sync::Semaphore::new(at_once)),
                 service_in_flight: Default::default(),
             })
             .max_decoding_message_size(max_bytes),

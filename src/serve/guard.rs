@@ -53,6 +53,9 @@ pub struct Door {
     max_in_flight: usize,
     /// `server.max_queue_ms` in microseconds (0: off).
     max_queue_micros: u64,
+    /// Lookups the server runs at once (one per core): with fewer in
+    /// flight, nothing queues, whatever the latest wait was.
+    at_once: usize,
     in_flight: AtomicUsize,
     /// The wait of the latest lookup to get its turn, and when it got it
     /// (microseconds since `epoch`): the queue's length as the door sees it.
@@ -65,11 +68,12 @@ pub struct Door {
 }
 
 impl Door {
-    pub fn new(keys: Keys, max_in_flight: usize, max_queue: Duration) -> Arc<Door> {
+    pub fn new(keys: Keys, max_in_flight: usize, max_queue: Duration, at_once: usize) -> Arc<Door> {
         Arc::new(Door {
             keys,
             max_in_flight,
             max_queue_micros: max_queue.as_micros() as u64,
+            at_once,
             in_flight: AtomicUsize::new(0),
             last_wait_micros: AtomicU64::new(0),
             last_turn_micros: AtomicU64::new(0),
@@ -86,11 +90,12 @@ impl Door {
         self.last_turn_micros.store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Whether lookups are waiting longer than the queueing limit: the latest
-    /// one to get its turn waited too long, and that was recently (a queue
-    /// that has drained lets no turn be taken, so the verdict expires).
+    /// Whether lookups are waiting longer than the queueing limit: there is
+    /// a queue (more lookups in flight than run at once), the latest one to
+    /// get its turn waited too long, and that was recently (a queue that has
+    /// drained lets no turn be taken, so the verdict expires).
     fn queue_too_long(&self) -> Option<u64> {
-        if self.max_queue_micros == 0 {
+        if self.max_queue_micros == 0 || self.in_flight.load(Ordering::Relaxed) < self.at_once {
             return None;
         }
         let waited = self.last_wait_micros.load(Ordering::Relaxed);
@@ -284,7 +289,20 @@ mod tests {
 
     #[test]
     fn a_long_queue_closes_the_door_until_turns_are_quick_or_stop() {
-        let door = Door::new(Keys::default(), 100, Duration::from_millis(20));
+        let door = Door::new(Keys::default(), 100, Duration::from_millis(20), 2);
+        door.turn_taken(Duration::from_millis(30));
+        let first = door.admit().unwrap();
+        assert_eq!(
+            door.queue_too_long(),
+            None,
+            "one in flight of two at once: no queue, whatever the last wait"
+        );
+        let _second = door.admit().unwrap();
+        assert_eq!(door.queue_too_long(), Some(30_000));
+        drop(first);
+        assert_eq!(door.queue_too_long(), None, "the queue drained below what runs at once");
+        let _third = door.admit().unwrap();
+        door.turn_taken(Duration::from_millis(1));
         assert_eq!(door.queue_too_long(), None);
         door.turn_taken(Duration::from_millis(5));
         assert_eq!(door.queue_too_long(), None);
@@ -299,7 +317,7 @@ mod tests {
 
     #[test]
     fn the_door_admits_up_to_the_limit_and_frees_places() {
-        let door = Door::new(Keys::default(), 2, Duration::ZERO);
+        let door = Door::new(Keys::default(), 2, Duration::ZERO, 2);
         let a = door.admit().unwrap();
         let _b = door.admit().unwrap();
         assert!(door.admit().is_none());

@@ -167,14 +167,16 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
         let flood = bench(&server, rate, "2s", ROWS);
         let shed = flood["errors_by_kind"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0);
         eprintln!("calibrating at {rate:.0} req/s: goodput {:.0}, shed {shed}", goodput(&flood));
-        if shed > 0 || rate >= 1_000.0 {
+        // A few refusals come from bursts below capacity; a tenth shed
+        // means the rate is past it.
+        if shed as f64 > 0.1 * flood["requests"].as_f64().unwrap() || rate >= 1_000.0 {
             break goodput(&flood);
         }
         rate *= 2.0;
     };
     std::thread::sleep(Duration::from_secs(1));
     // Sustainable: comfortably below capacity. Overload: twice that.
-    let sustainable = 0.6 * capacity;
+    let sustainable = 0.7 * capacity;
     let calm = bench(&server, sustainable, "3s", ROWS);
     let calm_p99 = calm["p99_ms"].as_f64().unwrap();
     assert!(errors_other_than(&calm, "").is_empty(), "errors at the sustainable rate: {calm}");
@@ -205,7 +207,8 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
     assert!(goodput(&storm) >= 0.7 * capacity, "shedding must be cheap: goodput {:.0}", goodput(&storm));
     assert!(rss_after < rss_before + 64 * 1024, "memory grew from {rss_before} to {rss_after} KiB");
 
-    // Afterwards it serves as before.
+    // Afterwards, once the storm's queue has drained, it serves as before.
+    std::thread::sleep(Duration::from_secs(1));
     let after = bench(&server, sustainable, "1s", ROWS);
     assert!(errors_other_than(&after, "").is_empty(), "{after}");
 }
