@@ -130,6 +130,18 @@ pub struct StoreConfig {
     /// Cache of decoded rows in front of RocksDB, in MiB; 0 turns it off.
     /// Every write invalidates the rows it touches.
     pub row_cache_mb: usize,
+    /// Compression of stored rows in the bottom level, where loaded
+    /// snapshots settle: `none`, `lz4` or `zstd`. A lookup that misses the
+    /// block cache decompresses a block, so this trades disk for tail latency.
+    pub compression: Compression,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Lz4,
+    Zstd,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -139,6 +151,9 @@ pub struct IngestConfig {
     pub batch_rows: usize,
     /// How many rejected-row reasons an ingest report carries.
     pub max_sample_errors: usize,
+    /// Memory a REPLACE load sorts rows in before it spills a sorted run to
+    /// disk, in MiB. A load that fits is written straight into SST files.
+    pub sort_buffer_mb: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -121,6 +121,14 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<ExitCode> {
     if args.rows == 0 || args.features == 0 {
         anyhow::bail!("--rows and --features must be at least 1");
     }
+    // The load's own log lines (its phases and their times), not the rest.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,fstore::store=info,fstore::ingest=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let temp;
     let root = match &args.dir {
         Some(dir) => dir.clone(),
@@ -166,16 +174,20 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<ExitCode> {
         report.rows_written as f64 / seconds,
         values / seconds
     );
-    // Wait for the loaded generation's compaction here (a server runs it in
-    // the background), so that a kept store is ready to serve at full speed.
-    let compacting = Instant::now();
-    let registry = engine.registry();
-    for view in &registry.views {
-        if let Some(&generation) = engine.generations().get(&view.fingerprint) {
-            engine.store.compact_generation(view.fingerprint, generation);
-        }
-    }
-    eprintln!("compacted the loaded generation in {:.1} s", compacting.elapsed().as_secs_f64());
+    // A REPLACE writes rows as sorted SST files of plain values, placed by
+    // RocksDB in the lowest level they fit: ready to serve, with nothing
+    // left to compact. Show where they went.
+    let levels: Vec<String> = (0..7)
+        .filter_map(|l| {
+            let files = engine.store.property(&format!("rocksdb.num-files-at-level{l}"))?;
+            (files > 0).then(|| format!("L{l}: {files}"))
+        })
+        .collect();
+    eprintln!(
+        "store: {} MB in SST files ({})",
+        result["store_sst_bytes"].as_u64().unwrap_or(0) >> 20,
+        levels.join(", ")
+    );
     if report.rows_rejected > 0 {
         anyhow::bail!("{} rows were rejected: {:?}", report.rows_rejected, report.sample_errors.first());
     }

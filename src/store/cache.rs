@@ -19,7 +19,7 @@ use crate::proto::value::Kind;
 const SHARDS: usize = 256;
 
 pub struct RowCache {
-    rows: Cache<Box<[u8]>, Arc<DecodedRow>>,
+    rows: Cache<Box<[u8]>, Arc<DecodedRow>, ahash::RandomState>,
     epochs: Box<[Mutex<u64>]>,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -45,7 +45,7 @@ impl RowCache {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
             })
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         RowCache {
             rows,
             epochs: (0..SHARDS).map(|_| Mutex::new(0)).collect(),

@@ -207,3 +207,114 @@ fn a_server_killed_during_a_replace_restarts_on_the_old_snapshot() {
     );
     assert_eq!(store.count_rows(fingerprint, generation).unwrap(), 5_000);
 }
+
+/// A REPLACE writes its rows as sorted SST files (`store::bulk`): files
+/// read in parallel, rows sorted in memory or, past `ingest.sort_buffer_mb`,
+/// in spilled runs merged back. Whatever the path, each key must end with
+/// the row a row-by-row load keeps: the newest event time, and of equal
+/// event times the later file, then the later row.
+#[test]
+fn a_replace_keeps_the_newest_row_of_each_key_across_files_and_spilled_runs() {
+    const KEYS: u64 = 20_000;
+    const FILES: usize = 4;
+    const ROWS: usize = 15_000;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // (key, event time, n) per file; few event times, so ties are common.
+    let files: Vec<Vec<(i64, i64, i64)>> = (0..FILES)
+        .map(|f| {
+            (0..ROWS)
+                .map(|r| {
+                    let key = (next() % KEYS) as i64;
+                    let ts = 1_700_000_000_000_000 + (next() % 4) as i64 * 1_000_000;
+                    (key, ts, (f * ROWS + r) as i64)
+                })
+                .collect()
+        })
+        .collect();
+    // Independently: in load order, a row replaces the kept one when its
+    // event time is at least as great.
+    let mut expected: std::collections::HashMap<i64, (i64, i64)> = Default::default();
+    for &(key, ts, n) in files.iter().flatten() {
+        let kept = expected.entry(key).or_insert((ts, n));
+        if ts >= kept.0 {
+            *kept = (ts, n);
+        }
+    }
+
+    for (budget_mb, spills) in [(None, false), (Some("1"), true)] {
+        let mut builder = ServerBuilder::new(&[("defs.fdl", DEFS)]);
+        if let Some(mb) = budget_mb {
+            builder = builder.env("FSTORE_INGEST__SORT_BUFFER_MB", mb);
+        }
+        let dir = builder.root().join("incoming");
+        let mut paths = Vec::new();
+        for (f, rows) in files.iter().enumerate() {
+            let path = dir.join(format!("part-{f}.parquet"));
+            let columns: Vec<(&str, ArrayRef)> = vec![
+                ("id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+                ("ts", Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1)))),
+                ("tag", Arc::new(StringArray::from_iter_values(rows.iter().map(|_| format!("f{f}"))))),
+                ("n", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2)))),
+            ];
+            write_parquet(&path, columns);
+            paths.push(path.to_str().unwrap().to_string());
+        }
+        let server = builder.start();
+        let mut args = vec!["ingest", "--source", "snapshot", "--replace"];
+        args.extend(paths.iter().map(String::as_str));
+        let out = server.cli(&args);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+        let log: String = strip_ansi(&server.log_text());
+        let line = log.lines().find(|l| l.contains("Loaded rows sorted")).expect("the bulk path ran");
+        assert_eq!(!line.contains("spilled_runs=0 "), spills, "budget {budget_mb:?}: {line}");
+
+        let keys: Vec<i64> = (0..KEYS as i64).collect();
+        let mut checked = 0;
+        rt().block_on(async {
+            let mut client = server.serving().await;
+            for chunk in keys.chunks(1000) {
+                let r = client.get_online_features(ids_request(chunk)).await.unwrap().into_inner();
+                let n = column(&r, "things.n");
+                for (i, key) in chunk.iter().enumerate() {
+                    match expected.get(key) {
+                        None => assert_eq!(n.statuses[i], FieldStatus::NotFound as i32, "key {key}"),
+                        Some(&(ts, want)) => {
+                            assert_eq!(
+                                (n.values[i].kind.clone(), n.event_timestamps_micros[i]),
+                                (Some(Kind::Int64Value(want)), ts),
+                                "key {key}, budget {budget_mb:?}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        });
+        eprintln!("sort buffer {budget_mb:?} MiB: {checked} keys checked; {line}");
+        assert_eq!(checked, expected.len());
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

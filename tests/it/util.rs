@@ -103,7 +103,14 @@ fn test_env() -> Vec<(String, String)> {
     // Shedding is tested on its own (tests/it/overload.rs). Elsewhere a test
     // machine busy with parallel tests must not turn slow lookups into
     // RESOURCE_EXHAUSTED.
-    vec![("FSTORE_SERVER__MAX_QUEUE_MS".into(), "5000".into())]
+    //
+    // The row cache is off by default (BENCHMARKS.md says why). Test servers
+    // run with it on, so that every test that reads after a write (upserts,
+    // streams, crashes, applies) also proves it never serves a stale row.
+    vec![
+        ("FSTORE_SERVER__MAX_QUEUE_MS".into(), "5000".into()),
+        ("FSTORE_STORE__ROW_CACHE_MB".into(), "16".into()),
+    ]
 }
 
 pub fn free_port() -> u16 {
