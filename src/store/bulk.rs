@@ -158,7 +158,10 @@ impl<'a> BulkRows<'a> {
         budget: usize,
         expected_rows: u64,
     ) -> anyhow::Result<BulkRows<'a>> {
-        let dir = data_dir.join(DIR).join(format!("load-{}", crate::now_micros()));
+        // Loads of different sources may run at once: each has its own folder.
+        static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = data_dir.join(DIR).join(format!("load-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(BulkRows {
             db,
