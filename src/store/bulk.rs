@@ -233,7 +233,12 @@ impl<'a> BulkRows<'a> {
             sort_seconds = started.elapsed().as_secs_f64();
             // Compression is most of the rest: split the sorted rows into
             // key ranges and write one range per core.
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            // (Small loads stay in one file.)
+            let threads = if buffer.entries.len() < 100_000 {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            };
             let chunk = buffer.entries.len().div_ceil(threads).max(1);
             let written: Vec<anyhow::Result<Vec<PathBuf>>> = std::thread::scope(|scope| {
                 let writers: Vec<_> = buffer
