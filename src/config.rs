@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(c.server.listen.port(), 7001);
         assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.ingest.batch_rows, 100);
-        assert_eq!(c.store.block_cache_mb, 256, "untouched keys keep their defaults");
+        assert_eq!(c.store.block_cache_mb, 1024, "untouched keys keep their defaults");
     }
 
     #[test]
