@@ -738,15 +738,26 @@ fn meta_key(fingerprint: u64) -> String {
 /// times the later operand wins (arrival order). A value too short to carry
 /// an event time (corruption) never wins over a good one.
 fn newest<'a>(existing: Option<&'a [u8]>, operands: &'a MergeOperands) -> Option<&'a [u8]> {
-    let mut best: Option<(&[u8], i64)> = existing.and_then(|v| codec::event_time_of(v).map(|t| (v, t)));
+    let readable = |v: &[u8]| codec::event_time_of(v).is_some();
+    let mut best = existing.filter(|v| readable(v));
     for op in operands {
-        if let Some(t) = codec::event_time_of(op) {
-            if best.is_none_or(|(_, bt)| t >= bt) {
-                best = Some((op, t));
-            }
+        if readable(op) && best.is_none_or(|b| replaces(b, op)) {
+            best = Some(op);
         }
     }
-    best.map(|(v, _)| v).or(existing)
+    best.or(existing)
+}
+
+/// Whether `later` replaces `earlier` stored under the same key: the newest
+/// event time wins, ties go to the later write, and a row too short to
+/// carry an event time (corruption) never wins over a good one. The rule of
+/// the `rows` merge operator, and of bulk loads (`bulk`).
+fn replaces(earlier: &[u8], later: &[u8]) -> bool {
+    match (codec::event_time_of(earlier), codec::event_time_of(later)) {
+        (Some(e), Some(l)) => l >= e,
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
 }
 
 /// Never fails, for the reason given at [`agg_merge`]: with no readable

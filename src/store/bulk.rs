@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter, DB};
 
-use super::codec;
+use super::replaces;
 
 /// Where spilled runs and SST files wait, under the data directory.
 const DIR: &str = "bulk-load";
@@ -119,8 +119,8 @@ impl Buffer {
         &self.chunks[e.chunk as usize][from..from + e.value_len as usize]
     }
 
-    /// Sort by key, then arrival order, and keep one row per key (see
-    /// [`dedup_newest`]); the entries left, in key order.
+    /// Sort by key, then arrival order, and keep one row per key: the one
+    /// the `rows` merge operator would keep ([`super::replaces`]).
     fn sort(&mut self) {
         use rayon::slice::ParallelSliceMut;
         // Zero-padding keeps `head` order consistent with key order: equal
@@ -130,9 +130,7 @@ impl Buffer {
         entries.par_sort_unstable_by(|a, b| {
             a.head.cmp(&b.head).then_with(|| this.key(a).cmp(this.key(b))).then(a.order.cmp(&b.order))
         });
-        self.entries = entries;
         // In place: `kept` rows so far are the first of `entries`.
-        let mut entries = std::mem::take(&mut self.entries);
         let mut kept = 0;
         for next in 0..entries.len() {
             if kept > 0 && self.key(&entries[kept - 1]) == self.key(&entries[next]) {
@@ -199,15 +197,6 @@ impl<'a> BulkRows<'a> {
             self.spill()?;
         }
         Ok(())
-    }
-
-    /// Rows added so far.
-    pub fn len(&self) -> u64 {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 
     fn spill(&mut self) -> anyhow::Result<()> {
@@ -308,17 +297,6 @@ fn write_run(buffer: &Buffer, path: &Path) -> anyhow::Result<()> {
         out.write_all(buffer.value(e))?;
     }
     out.flush().with_context(|| format!("writing {}", path.display()))
-}
-
-/// Whether `later` wins over `earlier` for the same key: the rule of the
-/// `rows` merge operator (a row too short to carry an event time never wins
-/// over a good one).
-fn replaces(earlier: &[u8], later: &[u8]) -> bool {
-    match (codec::event_time_of(earlier), codec::event_time_of(later)) {
-        (Some(e), Some(l)) => l >= e,
-        (None, _) => true,
-        (Some(_), None) => false,
-    }
 }
 
 /// Sorted SST files of at most about [`SST_BYTES`] each.
@@ -481,7 +459,7 @@ mod tests {
     type Row = (Box<[u8]>, Box<[u8]>);
 
     fn row(key: &str, event_time: i64, payload: u8) -> Row {
-        let mut v = vec![codec::FORMAT_VERSION];
+        let mut v = vec![super::super::codec::FORMAT_VERSION];
         v.extend_from_slice(&event_time.to_le_bytes());
         v.push(payload);
         (key.as_bytes().into(), v.into_boxed_slice())
