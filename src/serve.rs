@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod guard;
+pub mod heavy;
 pub mod lookup;
 pub mod metrics;
 
@@ -35,6 +36,8 @@ pub struct Serving {
     door: Arc<Door>,
     /// Heavy lookups running at once: one per core.
     lookup_slots: Arc<tokio::sync::Semaphore>,
+    /// Where heavy lookups run: one thread per slot, below the workers' priority.
+    heavy: Arc<heavy::HeavyPool>,
     /// Lookups in flight per service that has `services.NAME.max_in_flight`.
     service_in_flight:
         std::sync::RwLock<std::collections::HashMap<String, Arc<std::sync::atomic::AtomicUsize>>>,
@@ -77,21 +80,25 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         // inline, they would hold the workers that read new requests off the
         // connections, so a queue would form where the server cannot see it
         // (before a request is even read), and overload would go unshed.
-        // They wait for one of `lookup_slots` and run on the blocking pool;
-        // the wait is measured and bounded like any other.
+        // They wait for one of `lookup_slots` and run on the lookup threads
+        // (below the workers' priority, see `heavy`); the wait is measured
+        // and bounded like any other.
         let heavy = lookup::is_heavy(&registry, &request);
         drop(registry);
         let result = if heavy {
             match self.lookup_slots.clone().acquire_owned().await {
                 Ok(slot) => match self.its_turn(&arrival, &request) {
-                    Ok(()) => {
+                    Ok(serving) => {
                         let engine = self.engine.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let _slot = slot;
-                            lookup::get_online_features(&engine, request, caller.as_deref())
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(Status::internal(format!("the lookup task failed: {e}"))))
+                        let result = self
+                            .heavy
+                            .run(move || {
+                                let _slot = slot;
+                                lookup::get_online_features(&engine, request, caller.as_deref())
+                            })
+                            .await;
+                        drop(serving);
+                        result
                     }
                     Err(status) => Err(status),
                 },
@@ -99,7 +106,7 @@ impl proto::feature_serving_server::FeatureServing for Serving {
             }
         } else {
             self.its_turn(&arrival, &request)
-                .and_then(|()| lookup::get_online_features(&self.engine, request, caller.as_deref()))
+                .and_then(|_serving| lookup::get_online_features(&self.engine, request, caller.as_deref()))
         };
         let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
         // From arrival, so that time spent waiting for a worker shows.
@@ -170,10 +177,14 @@ impl Serving {
     /// Whether a lookup that has waited since `arrival` should still be
     /// served: not past the client's deadline, nor past the service's
     /// queueing limit (an overloaded server answers at once instead of late).
-    fn its_turn(&self, arrival: &Arrival, request: &proto::GetOnlineFeaturesRequest) -> Result<(), Status> {
+    /// If so, the guard counts it as served until dropped.
+    fn its_turn(
+        &self,
+        arrival: &Arrival,
+        request: &proto::GetOnlineFeaturesRequest,
+    ) -> Result<guard::InService<'_>, Status> {
         use proto::get_online_features_request::Selector;
         let waited = arrival.at.elapsed();
-        self.door.turn_taken(waited);
         if arrival.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(Status::deadline_exceeded(format!(
                 "the client's deadline passed while the request waited {:.1} ms for its turn",
@@ -196,7 +207,7 @@ impl Serving {
                 limit.as_millis()
             )));
         }
-        Ok(())
+        Ok(self.door.serving())
     }
 }
 
@@ -538,6 +549,7 @@ pub async fn run(
                 metrics: metrics.clone(),
                 door: door.clone(),
                 lookup_slots: Arc::new(tokio::sync::Semaphore::new(at_once)),
+                heavy: heavy::HeavyPool::new(at_once)?,
                 service_in_flight: Default::default(),
             })
             .max_decoding_message_size(max_bytes),

@@ -315,6 +315,8 @@ mod tests {
             p99_9_ms: Some(p50 * 20.0),
             max_ms: Some(p50 * 40.0),
             mean_ms: Some(p50),
+            refused_p50_ms: None,
+            refused_p99_ms: None,
             send_lag_p99_ms: Some(0.05),
             baseline_p99_ms: None,
             p99_ratio_to_baseline: None,

@@ -97,6 +97,10 @@ pub struct Measurement {
     pub error_messages: BTreeMap<&'static str, String>,
     /// Scheduled send to response, successful requests only, in microseconds.
     pub latency_us: Histogram<u64>,
+    /// Actual send to the answer, requests refused for overload
+    /// (RESOURCE_EXHAUSTED) only: how quickly the server tells a client to
+    /// retry elsewhere (the client's own lateness, in `send_lag_us`, left out).
+    pub refused_latency_us: Histogram<u64>,
     /// Scheduled send to actual send, in microseconds: the client's own lateness.
     pub send_lag_us: Histogram<u64>,
     /// From the window's first scheduled send to its last response, and at
@@ -185,6 +189,7 @@ pub async fn run(
 
     let mut latency_us = Histogram::<u64>::new(3).context("creating a histogram")?;
     let mut send_lag_us = Histogram::<u64>::new(3).context("creating a histogram")?;
+    let mut refused_latency_us = Histogram::<u64>::new(3).context("creating a histogram")?;
     let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut error_messages: BTreeMap<&'static str, String> = BTreeMap::new();
     let mut ok = 0u64;
@@ -215,6 +220,9 @@ pub async fn run(
                         continue;
                     }
                     Outcome::Status(status) => {
+                        if status.code() == tonic::Code::ResourceExhausted {
+                            record(&mut refused_latency_us, sample.latency_us.saturating_sub(sample.send_lag_us));
+                        }
                         let kind = code_name(status.code());
                         error_messages.entry(kind).or_insert_with(|| status.message().to_string());
                         kind
@@ -242,6 +250,7 @@ pub async fn run(
         errors,
         error_messages,
         latency_us,
+        refused_latency_us,
         send_lag_us,
         measured: plan.duration.max(last_completion.saturating_duration_since(window_start)),
     })

@@ -55,6 +55,11 @@ pub struct RunReport {
     pub p99_9_ms: Option<f64>,
     pub max_ms: Option<f64>,
     pub mean_ms: Option<f64>,
+    /// Latency of the answers that refused a request for overload
+    /// (RESOURCE_EXHAUSTED), from the request's actual send (the client's
+    /// own lateness left out): the server's time to say no. Null when none was.
+    pub refused_p50_ms: Option<f64>,
+    pub refused_p99_ms: Option<f64>,
     /// How late the client itself sent requests (99th percentile); already
     /// included in the latencies. Large values mean the client machine, not
     /// the server, was the bottleneck.
@@ -104,6 +109,8 @@ impl RunReport {
             p99_9_ms: quantile(0.999),
             max_ms: (!latency.is_empty()).then(|| micros_to_ms(latency.max())),
             mean_ms: (!latency.is_empty()).then(|| round3(latency.mean() / 1000.0)),
+            refused_p50_ms: quantile_of(&measurement.refused_latency_us, 0.5),
+            refused_p99_ms: p99_of(&measurement.refused_latency_us),
             send_lag_p99_ms: p99_of(&measurement.send_lag_us),
             baseline_p99_ms: None,
             p99_ratio_to_baseline: None,
@@ -123,13 +130,21 @@ impl RunReport {
         if self.errors == 0 {
             return "0".into();
         }
-        let kinds: Vec<String> = self.errors_by_kind.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        let mut kinds: Vec<String> =
+            self.errors_by_kind.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        if let Some(p99) = self.refused_p99_ms {
+            kinds.push(format!("refused in p99 {p99:.3} ms"));
+        }
         format!("{} ({})", self.errors, kinds.join(", "))
     }
 }
 
 fn p99_of(histogram: &Histogram<u64>) -> Option<f64> {
-    (!histogram.is_empty()).then(|| micros_to_ms(histogram.value_at_quantile(0.99)))
+    quantile_of(histogram, 0.99)
+}
+
+fn quantile_of(histogram: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!histogram.is_empty()).then(|| micros_to_ms(histogram.value_at_quantile(q)))
 }
 
 /// Microseconds to milliseconds, keeping microsecond precision.
@@ -208,6 +223,7 @@ mod tests {
             errors: BTreeMap::from([("UNAVAILABLE", 1), ("client overload", 1)]),
             error_messages: BTreeMap::from([("UNAVAILABLE", "connection refused".to_string())]),
             latency_us,
+            refused_latency_us: Histogram::<u64>::new(3).expect("3 significant digits is valid"),
             send_lag_us,
             measured: Duration::from_secs(2),
         }
@@ -258,6 +274,8 @@ mod tests {
             "p99_9_ms",
             "max_ms",
             "mean_ms",
+            "refused_p50_ms",
+            "refused_p99_ms",
             "send_lag_p99_ms",
             "baseline_p99_ms",
             "p99_ratio_to_baseline",

@@ -10,9 +10,12 @@
 //! - refuses a lookup at once with RESOURCE_EXHAUSTED when
 //!   `server.max_in_flight` lookups are already accepted and unanswered,
 //!   so queued requests, and the memory they hold, stay bounded;
-//! - refuses a lookup at once while the latest lookups waited longer than
-//!   `server.max_queue_ms` for their turn, so that the queue drains instead
-//!   of every request in it ageing past the limit (which would serve none).
+//! - refuses a lookup at once while the lookups already waiting would keep
+//!   a newcomer waiting longer than `server.max_queue_ms` for its turn (from
+//!   their number, how long a lookup takes to serve lately, and how many run
+//!   at once), so that the queue drains instead of every request in it
+//!   ageing past the limit (which would serve none), and the excess is told
+//!   at once, where a client can still retry elsewhere.
 //!
 //! Health checks and reflection pass untouched: a load balancer must be able
 //! to ask whether the server is alive whatever the load.
@@ -53,19 +56,24 @@ pub struct Door {
     max_in_flight: usize,
     /// `server.max_queue_ms` in microseconds (0: off).
     max_queue_micros: u64,
-    /// Lookups the server runs at once (one per core): with fewer in
-    /// flight, nothing queues, whatever the latest wait was.
+    /// Lookups the server runs at once (one per core).
     at_once: usize,
+    /// Lookups admitted and not yet answered: waiting for their turn, or
+    /// being served.
     in_flight: AtomicUsize,
-    /// The wait of the latest lookup to get its turn, and when it got it
-    /// (microseconds since `epoch`): the queue's length as the door sees it.
-    last_wait_micros: AtomicU64,
-    last_turn_micros: AtomicU64,
-    epoch: Instant,
+    /// Lookups being served (their turn came and they were not refused).
+    running: AtomicUsize,
+    /// How long serving a lookup took lately, from its turn to its answer:
+    /// an exponentially weighted mean in microseconds (0: none served yet).
+    service_micros: AtomicU64,
     refused_in_flight: AtomicU64,
     refused_queue: AtomicU64,
     refused_unauthenticated: AtomicU64,
 }
+
+/// Weight of the newest service time in the running mean: 1/8, so a change
+/// of workload shows within a few dozen lookups.
+const SERVICE_MEAN_SHIFT: u32 = 3;
 
 impl Door {
     pub fn new(keys: Keys, max_in_flight: usize, max_queue: Duration, at_once: usize) -> Arc<Door> {
@@ -73,35 +81,48 @@ impl Door {
             keys,
             max_in_flight,
             max_queue_micros: max_queue.as_micros() as u64,
-            at_once,
+            at_once: at_once.max(1),
             in_flight: AtomicUsize::new(0),
-            last_wait_micros: AtomicU64::new(0),
-            last_turn_micros: AtomicU64::new(0),
-            epoch: Instant::now(),
+            running: AtomicUsize::new(0),
+            service_micros: AtomicU64::new(0),
             refused_in_flight: AtomicU64::new(0),
             refused_queue: AtomicU64::new(0),
             refused_unauthenticated: AtomicU64::new(0),
         })
     }
 
-    /// A lookup got its turn after waiting `waited`.
-    pub fn turn_taken(&self, waited: Duration) {
-        self.last_wait_micros.store(waited.as_micros() as u64, Ordering::Relaxed);
-        self.last_turn_micros.store(self.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
+    /// A lookup's turn came and it is served now; the guard marks its end.
+    pub fn serving(&self) -> InService<'_> {
+        self.running.fetch_add(1, Ordering::Relaxed);
+        InService { door: self, since: Instant::now() }
     }
 
-    /// Whether lookups are waiting longer than the queueing limit: there is
-    /// a queue (more lookups in flight than run at once), the latest one to
-    /// get its turn waited too long, and that was recently (a queue that has
-    /// drained lets no turn be taken, so the verdict expires).
+    /// How long a lookup arriving now would wait for its turn, in
+    /// microseconds, from the queue as it is: none while a place is free;
+    /// else the lookups waiting ahead of it and itself, each taking the
+    /// recent service time, shared by the `at_once` places. For a lone
+    /// newcomer behind busy places that is half a service time with two
+    /// places: more than the mean wait for the first to free (a third), so
+    /// that the door refuses the newcomers the queue would make late rather
+    /// than admitting them to be refused at their turn, a queue wait later.
+    fn expected_wait_micros(&self) -> u64 {
+        let running = self.running.load(Ordering::Relaxed);
+        let waiting = self.in_flight.load(Ordering::Relaxed).saturating_sub(running);
+        if running + waiting < self.at_once {
+            return 0;
+        }
+        let service = self.service_micros.load(Ordering::Relaxed);
+        (waiting as u64 + 1) * service / self.at_once as u64
+    }
+
+    /// Whether a lookup arriving now would wait longer than the queueing
+    /// limit: the expected wait, if so.
     fn queue_too_long(&self) -> Option<u64> {
-        if self.max_queue_micros == 0 || self.in_flight.load(Ordering::Relaxed) < self.at_once {
+        if self.max_queue_micros == 0 {
             return None;
         }
-        let waited = self.last_wait_micros.load(Ordering::Relaxed);
-        let since = (self.epoch.elapsed().as_micros() as u64)
-            .saturating_sub(self.last_turn_micros.load(Ordering::Relaxed));
-        (waited > self.max_queue_micros && since < self.max_queue_micros).then_some(waited)
+        let wait = self.expected_wait_micros();
+        (wait > self.max_queue_micros).then_some(wait)
     }
 
     /// Lookups refused at the door because the queue was too long.
@@ -141,6 +162,26 @@ impl Door {
 /// One admitted lookup; dropping it (answered, failed or cancelled) frees
 /// its place.
 struct Ticket(Arc<Door>);
+
+/// A lookup being served; dropping it (answered or failed) feeds its time
+/// into the door's service-time mean.
+pub struct InService<'a> {
+    door: &'a Door,
+    since: Instant,
+}
+
+impl Drop for InService<'_> {
+    fn drop(&mut self) {
+        let took = self.since.elapsed().as_micros() as i64;
+        let door = self.door;
+        door.running.fetch_sub(1, Ordering::Relaxed);
+        // A racy read-modify-write: two lookups finishing at once may lose
+        // one sample, which a running mean does not miss.
+        let mean = door.service_micros.load(Ordering::Relaxed) as i64;
+        let next = if mean == 0 { took } else { mean + ((took - mean) >> SERVICE_MEAN_SHIFT) };
+        door.service_micros.store(next.max(1) as u64, Ordering::Relaxed);
+    }
+}
 
 impl Drop for Ticket {
     fn drop(&mut self) {
@@ -211,13 +252,14 @@ where
             }
         }
         if lookup {
-            // While lookups wait longer than the limit, refuse new ones at
-            // once: cheaper than decoding them only to refuse them later, and
-            // it lets the queue drain, so admitted lookups are served in time.
+            // While a new lookup would wait longer than the limit, refuse it
+            // at once: cheaper than decoding it only to refuse it at its
+            // turn, and it lets the queue drain, so admitted lookups are
+            // served in time.
             if let Some(waited) = door.queue_too_long() {
                 door.refused_queue.fetch_add(1, Ordering::Relaxed);
                 return refuse(Status::resource_exhausted(format!(
-                    "server overloaded: lookups are waiting {:.1} ms for their turn, more than {} ms (server.max_queue_ms); retry with backoff",
+                    "server overloaded: a lookup would wait about {:.1} ms for its turn behind those queued, more than {} ms (server.max_queue_ms); retry with backoff",
                     waited as f64 / 1e3,
                     door.max_queue_micros / 1000
                 )));
@@ -287,32 +329,57 @@ mod tests {
         assert_eq!(p("-1S"), None);
     }
 
+    /// Serve `n` lookups taking about `each` so the door learns the service time.
+    fn learn(door: &Door, each: Duration) {
+        for _ in 0..64 {
+            let serving = door.serving();
+            std::thread::sleep(each);
+            drop(serving);
+        }
+    }
+
     #[test]
-    fn a_long_queue_closes_the_door_until_turns_are_quick_or_stop() {
-        let door = Door::new(Keys::default(), 100, Duration::from_millis(20), 2);
-        door.turn_taken(Duration::from_millis(30));
-        let first = door.admit().unwrap();
-        assert_eq!(
-            door.queue_too_long(),
-            None,
-            "one in flight of two at once: no queue, whatever the last wait"
-        );
-        let _second = door.admit().unwrap();
-        assert_eq!(door.queue_too_long(), Some(30_000));
-        drop(first);
-        assert_eq!(door.queue_too_long(), None, "the queue drained below what runs at once");
-        let _third = door.admit().unwrap();
-        door.turn_taken(Duration::from_millis(1));
+    fn the_door_closes_when_the_queue_ahead_would_keep_a_newcomer_past_the_limit() {
+        // Two lookups at once, each taking about 10 ms (a little more, as
+        // sleeps overshoot); a 10 ms limit.
+        let door = Door::new(Keys::default(), 100, Duration::from_millis(10), 2);
+        assert_eq!(door.queue_too_long(), None, "nothing measured, nothing queued");
+        learn(&door, Duration::from_millis(10));
+        let s = door.service_micros.load(Ordering::Relaxed);
+        assert!((10_000..14_000).contains(&s), "service mean {s} µs");
+
+        // Both places busy, none waiting: a newcomer waits for the first to
+        // free, counted as half a service time: under 10 ms.
+        let (a, b) = (door.admit().unwrap(), door.admit().unwrap());
+        let (_ra, _rb) = (door.serving(), door.serving());
+        let w = door.expected_wait_micros();
+        assert_eq!(w, s / 2);
         assert_eq!(door.queue_too_long(), None);
-        door.turn_taken(Duration::from_millis(5));
-        assert_eq!(door.queue_too_long(), None);
-        door.turn_taken(Duration::from_millis(30));
-        assert_eq!(door.queue_too_long(), Some(30_000));
-        door.turn_taken(Duration::from_millis(1));
-        assert_eq!(door.queue_too_long(), None);
-        door.turn_taken(Duration::from_millis(30));
-        std::thread::sleep(Duration::from_millis(25));
-        assert_eq!(door.queue_too_long(), None, "no turn for longer than the limit: the queue has drained");
+        // One waiting: a whole service time, past the limit.
+        let c = door.admit().unwrap();
+        let refused = door.queue_too_long().expect("the door closes");
+        assert_eq!(refused, s);
+        // Ten waiting: five and a half service times.
+        let more: Vec<_> = (0..9).map(|_| door.admit().unwrap()).collect();
+        assert_eq!(door.expected_wait_micros(), 11 * s / 2);
+        // The queue drains (waiters refused at their turn or cancelled).
+        drop(more);
+        drop(c);
+        assert_eq!(door.queue_too_long(), None, "the queue drained");
+        drop((a, b));
+    }
+
+    #[test]
+    fn a_free_place_means_no_wait_and_a_zero_limit_never_closes_the_door() {
+        let door = Door::new(Keys::default(), 100, Duration::from_millis(1), 2);
+        learn(&door, Duration::from_millis(5));
+        let _a = door.admit().unwrap();
+        let _ra = door.serving();
+        assert_eq!(door.expected_wait_micros(), 0, "one of two places is free");
+        let off = Door::new(Keys::default(), 100, Duration::ZERO, 1);
+        learn(&off, Duration::from_millis(2));
+        let _tickets: Vec<_> = (0..50).map(|_| off.admit().unwrap()).collect();
+        assert_eq!(off.queue_too_long(), None);
     }
 
     #[test]

@@ -153,6 +153,36 @@ fn rss_kib(server: &Server) -> u64 {
         .unwrap()
 }
 
+/// A counter of `/metrics` whose line starts with `series` (0 when absent).
+fn counter(server: &Server, series: &str) -> u64 {
+    server
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+        .map_or(0, |v| v as u64)
+}
+
+/// Refusals so far: (at the door, at the lookup's turn).
+fn refusals(server: &Server) -> (u64, u64) {
+    (
+        counter(server, "fstore_requests_refused_total{reason=\"queue\"}"),
+        counter(
+            server,
+            "fstore_requests_total{rpc=\"GetOnlineFeatures\",service=\"heavy\",code=\"RESOURCE_EXHAUSTED\"}",
+        ),
+    )
+}
+
+/// Errors other than shedding are never allowed; shedding at a rate well
+/// under capacity only as the odd burst a busy machine makes (at most 2 %).
+fn at_most_a_burst_shed(run: &serde_json::Value, what: &str) {
+    assert!(errors_other_than(run, "RESOURCE_EXHAUSTED").is_empty(), "{what}: {run}");
+    let shed = run["errors_by_kind"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0) as f64;
+    assert!(shed <= 0.02 * run["requests"].as_f64().unwrap(), "{what}: shed {shed}: {run}");
+}
+
+// scripts/test.sh runs this test alone, after the rest of the suite: what it
+// measures is the server's capacity, which parallel tests would take.
 #[test]
 fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
     const QUEUE_MS: u64 = 25;
@@ -175,33 +205,53 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
         rate *= 2.0;
     };
     std::thread::sleep(Duration::from_secs(1));
-    // Sustainable: comfortably below capacity. Overload: twice that.
-    let sustainable = 0.7 * capacity;
+    // Sustainable: well below capacity, so that a busier machine than at
+    // calibration still serves it. Overload: twice capacity.
+    let sustainable = 0.5 * capacity;
     let calm = bench(&server, sustainable, "3s", ROWS);
     let calm_p99 = calm["p99_ms"].as_f64().unwrap();
-    assert!(errors_other_than(&calm, "").is_empty(), "errors at the sustainable rate: {calm}");
+    at_most_a_burst_shed(&calm, "at the sustainable rate");
 
     let rss_before = rss_kib(&server);
-    let storm = bench(&server, 2.0 * sustainable, "4s", ROWS);
+    let (door_before, turn_before) = refusals(&server);
+    let storm = bench(&server, 2.0 * capacity, "6s", ROWS);
+    let (door_after, turn_after) = refusals(&server);
     let rss_after = rss_kib(&server);
+    let (at_door, at_turn) = (door_after - door_before, turn_after - turn_before);
     let shed = storm["errors_by_kind"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0);
     let storm_p99 = storm["p99_ms"].as_f64().unwrap();
+    let refused_p99 = storm["refused_p99_ms"].as_f64().unwrap_or(f64::NAN);
     eprintln!(
         "overload: capacity {capacity:.0} req/s; at {sustainable:.0} req/s p99 {calm_p99:.1} ms; at {:.0} req/s \
-         {shed} of {} shed, admitted p99 {storm_p99:.1} ms, goodput {:.0} req/s; RSS {} -> {} MiB",
-        2.0 * sustainable,
+         {shed} of {} shed ({at_door} at the door, {at_turn} at their turn, refused in p50 {} ms, p99 \
+         {refused_p99} ms, send lag p99 {} ms), admitted p99 {storm_p99:.1} ms, goodput {:.0} req/s; \
+         RSS {} -> {} MiB",
+        2.0 * capacity,
         storm["requests"],
+        storm["refused_p50_ms"],
+        storm["send_lag_p99_ms"],
         goodput(&storm),
         rss_before / 1024,
         rss_after / 1024
     );
-    assert!(shed > 0, "nothing was shed at twice the sustainable rate: {storm}");
+    assert!(shed > 0, "nothing was shed at twice capacity: {storm}");
     assert!(errors_other_than(&storm, "RESOURCE_EXHAUSTED").is_empty(), "only shedding: {storm}");
     let message = storm["error_messages"]["RESOURCE_EXHAUSTED"].as_str().unwrap();
     assert!(message.contains("server.max_queue_ms"), "{message}");
-    // Without shedding the queue grows by 0.2 x capacity each second and
-    // p99 climbs towards the run's length; with it, admitted requests wait
-    // at most the queueing limit on top of their usual latency.
+    // The excess is told at once, at the door, where the client can still
+    // retry elsewhere: not after a queue turn.
+    assert!(at_door > at_turn, "most refusals at the door: {at_door} at the door, {at_turn} at their turn");
+    // Refused at once: in a fraction of the queueing limit typically, and
+    // none after waiting a turn. (Timed from the request's send. The 5 ms
+    // p99 target is measured in release by BENCHMARKS.md's overload run; a
+    // debug build sharing two cores with its load generator shows a tail of
+    // scheduling delays here, which a test must not depend on.)
+    let refused_p50 = storm["refused_p50_ms"].as_f64().unwrap_or(f64::NAN);
+    assert!(refused_p50 < QUEUE_MS as f64 / 5.0, "refusals answered in p50 {refused_p50} ms: {storm}");
+    assert!(refused_p99 < QUEUE_MS as f64, "refusals answered in p99 {refused_p99} ms: {storm}");
+    // Without shedding the queue grows by capacity each second and p99
+    // climbs towards the run's length; with it, admitted requests wait at
+    // most the queueing limit on top of their usual latency.
     let bound = calm_p99 * 2.0 + QUEUE_MS as f64 + 15.0;
     assert!(storm_p99 <= bound, "admitted p99 {storm_p99:.1} ms > {bound:.1} ms");
     assert!(goodput(&storm) >= 0.7 * capacity, "shedding must be cheap: goodput {:.0}", goodput(&storm));
@@ -210,7 +260,7 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
     // Afterwards, once the storm's queue has drained, it serves as before.
     std::thread::sleep(Duration::from_secs(1));
     let after = bench(&server, sustainable, "1s", ROWS);
-    assert!(errors_other_than(&after, "").is_empty(), "{after}");
+    at_most_a_burst_shed(&after, "after the storm");
 }
 
 #[test]
