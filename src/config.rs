@@ -170,6 +170,20 @@ pub struct KafkaConfig {
     /// Longest wait for more messages before a partial batch is written, in
     /// milliseconds: the freshness cost of batching.
     pub linger_ms: u64,
+    /// How long the group waits for a member that stopped heartbeating before
+    /// its partitions go to the others, in milliseconds (librdkafka's
+    /// `session.timeout.ms`; heartbeats are sent every fifth of it). 10 s, not
+    /// librdkafka's 45 s: a killed server's partitions move sooner, and a
+    /// broker that holds the first join of a group for half the session
+    /// timeout (BENCHMARKS.md, "Streams") hands partitions out sooner.
+    pub session_timeout_ms: u64,
+    /// Static group membership (Kafka's `group.instance.id`, one per stream
+    /// source: `<instance_id>-<source>`). Empty: off. Set it to a name that
+    /// is stable across restarts and unique in the group (a StatefulSet pod
+    /// name, a host name), and a restarted server gets its partitions back
+    /// without a rebalance; on a stop it does not leave the group, so its
+    /// partitions wait for it up to `session_timeout_ms`.
+    pub instance_id: String,
     /// Any librdkafka property, passed through to every consumer and producer
     /// (for example `"security.protocol" = "SASL_SSL"`, `"sasl.mechanism"`,
     /// `"ssl.ca.location"`). They override fstore's own settings.
@@ -273,6 +287,20 @@ impl Config {
         if self.kafka.batch_max == 0 {
             bail!("kafka.batch_max must be at least 1");
         }
+        if self.kafka.session_timeout_ms < 1000 {
+            bail!(
+                "kafka.session_timeout_ms is {}: at least 1000 (brokers refuse less than their group.min.session.timeout.ms, 6000 by default)",
+                self.kafka.session_timeout_ms
+            );
+        }
+        if let Some(bad) =
+            self.kafka.instance_id.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+        {
+            bail!(
+                "kafka.instance_id `{}` has `{bad}`: use letters, digits, `.`, `_` and `-`",
+                self.kafka.instance_id
+            );
+        }
         if self.server.max_rows_per_request == 0 {
             bail!("server.max_rows_per_request must be at least 1");
         }
@@ -369,6 +397,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.kafka.properties["sasl.mechanism"], "PLAIN");
         assert_eq!(Config::defaults().kafka.brokers, "", "no Kafka unless configured");
+    }
+
+    #[test]
+    fn group_settings_are_checked_and_name_the_key() {
+        let defaults = Config::defaults().kafka;
+        assert_eq!((defaults.session_timeout_ms, defaults.instance_id.as_str()), (10_000, ""));
+        let err = |vars: &[(&str, &str)]| format!("{:#}", Config::from_layers(None, env(vars)).unwrap_err());
+        let e = err(&[("FSTORE_KAFKA__SESSION_TIMEOUT_MS", "500")]);
+        assert!(e.contains("kafka.session_timeout_ms is 500"), "{e}");
+        let e = err(&[("FSTORE_KAFKA__INSTANCE_ID", "node 1")]);
+        assert!(e.contains("kafka.instance_id `node 1` has ` `"), "{e}");
+        let c = Config::from_layers(None, env(&[("FSTORE_KAFKA__INSTANCE_ID", "fstore-0.prod_a")])).unwrap();
+        assert_eq!(c.kafka.instance_id, "fstore-0.prod_a");
     }
 
     #[test]

@@ -140,6 +140,9 @@ struct Applier {
     logged_bad: Mutex<(u64, Option<Instant>)>,
     /// Messages read but not yet written.
     pending: Mutex<Vec<Msg>>,
+    /// Set on every assignment: the next batch written is logged, so that
+    /// the log shows when events became servable after a start or rebalance.
+    first_since_assignment: AtomicBool,
 }
 
 struct StreamContext {
@@ -170,8 +173,9 @@ impl ClientContext for StreamContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         let Some(topic) = statistics.topics.get(&self.applier.topic) else { return };
         for (&partition, p) in &topic.partitions {
-            if partition >= 0 && p.hi_offset >= 0 {
-                self.applier.stats.high_watermark(partition, p.hi_offset);
+            if partition >= 0 {
+                let known = |offset: i64| (offset >= 0).then_some(offset);
+                self.applier.stats.watermarks(partition, known(p.lo_offset), known(p.hi_offset));
             }
         }
     }
@@ -193,6 +197,7 @@ impl ConsumerContext for StreamContext {
                     tracing::info!(source = %self.applier.source.name, partition = element.partition(), from = ?stored.get(&element.partition()), "Partition assigned.");
                 }
                 let assigned: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.applier.stats.assigned(&assigned, &stored);
                 for partition in assigned {
                     if let Some(&next) = stored.get(&partition) {
                         let _ =
@@ -202,6 +207,7 @@ impl ConsumerContext for StreamContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(source = %self.applier.source.name, error = %e, "Assigning partitions failed.");
                 }
+                self.applier.first_since_assignment.store(true, Ordering::Relaxed);
                 self.applier.stats.set_state("running");
             }
             E::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -209,6 +215,8 @@ impl ConsumerContext for StreamContext {
                 for element in tpl.elements() {
                     tracing::info!(source = %self.applier.source.name, partition = element.partition(), "Partition revoked.");
                 }
+                let revoked: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                self.applier.stats.revoked(&revoked);
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(source = %self.applier.source.name, error = %e, "Unassigning partitions failed.");
                 }
@@ -275,28 +283,33 @@ fn consume(
         producer,
         logged_bad: Mutex::new((0, None)),
         pending: Mutex::new(Vec::new()),
+        first_since_assignment: AtomicBool::new(false),
     });
     applier.reload_offsets();
 
-    let config = client_config(
-        engine,
-        &[
-            ("group.id", kafka.group_id.clone()),
-            ("client.id", format!("fstore-{}", source.name)),
-            ("enable.auto.commit", "false".into()),
-            ("enable.auto.offset.store", "false".into()),
-            ("auto.offset.reset", "earliest".into()),
-            ("enable.partition.eof", "false".into()),
-            ("statistics.interval.ms", "1000".into()),
-            // Ask the broker to answer a fetch within 5 ms even when it has
-            // little to give (librdkafka waits up to 500 ms by default): the
-            // freshness of a quiet stream depends on it (measured: p50 146 ms
-            // -> 16 ms at 20,000 events/s, BENCHMARKS.md).
-            ("fetch.wait.max.ms", "5".into()),
-            // A topic created after the server started is found within 10 s.
-            ("topic.metadata.refresh.interval.ms", "10000".into()),
-        ],
-    );
+    let mut ours = vec![
+        ("group.id", kafka.group_id.clone()),
+        ("client.id", format!("fstore-{}", source.name)),
+        ("enable.auto.commit", "false".into()),
+        ("enable.auto.offset.store", "false".into()),
+        ("auto.offset.reset", "earliest".into()),
+        ("enable.partition.eof", "false".into()),
+        ("statistics.interval.ms", "1000".into()),
+        // Ask the broker to answer a fetch within 5 ms even when it has
+        // little to give (librdkafka waits up to 500 ms by default): the
+        // freshness of a quiet stream depends on it (measured: p50 146 ms
+        // -> 16 ms at 20,000 events/s, BENCHMARKS.md).
+        ("fetch.wait.max.ms", "5".into()),
+        ("session.timeout.ms", kafka.session_timeout_ms.to_string()),
+        ("heartbeat.interval.ms", (kafka.session_timeout_ms / 5).to_string()),
+        // A topic created after the server started is found within 10 s.
+        ("topic.metadata.refresh.interval.ms", "10000".into()),
+    ];
+    if !kafka.instance_id.is_empty() {
+        // One member per source: each source has a consumer of its own.
+        ours.push(("group.instance.id", format!("{}-{}", kafka.instance_id, source.name)));
+    }
+    let config = client_config(engine, &ours);
     let consumer: BaseConsumer<StreamContext> = config
         .create_with_context(StreamContext { applier: applier.clone() })
         .context("creating the Kafka consumer")?;
@@ -482,6 +495,9 @@ impl Applier {
             msgs.iter().filter_map(|m| m.timestamp_ms).map(|ms| servable - ms.saturating_mul(1000)).collect();
         self.stats.freshness(&from_event, &from_broker);
         self.stats.applied(next, rows as u64 - rejects.len() as u64, applied.too_late);
+        if self.first_since_assignment.swap(false, Ordering::Relaxed) {
+            tracing::info!(source = %self.source.name, events = rows, "First events since the partitions were assigned are servable.");
+        }
         Ok(())
     }
 

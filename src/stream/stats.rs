@@ -3,7 +3,7 @@
 //! messages by reason, too-late events, dead-lettered messages, and two
 //! freshness histograms (event time to servable, broker time to servable).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -44,7 +44,12 @@ struct Inner {
 struct Partition {
     /// Messages consumed, good and bad.
     messages: u64,
+    /// The next offset to apply: stored with the state it produced, so
+    /// known from the moment the partition is assigned (after a restart too).
     next_offset: Option<i64>,
+    /// The partition's first and next-to-be-written offsets on the broker,
+    /// as last seen in fetch responses.
+    low_watermark: Option<i64>,
     high_watermark: Option<i64>,
     /// (second since start, events applied in it), the last few seconds.
     recent: VecDeque<(u64, u64)>,
@@ -95,8 +100,36 @@ impl StreamStats {
         }
     }
 
-    pub fn high_watermark(&self, partition: i32, high: i64) {
-        self.lock().partitions.entry(partition).or_default().high_watermark = Some(high);
+    /// Partitions were assigned to this consumer, each resuming from its
+    /// offset stored with the state (`stored`), or from the broker's earliest
+    /// offset where nothing is stored yet. Only assigned partitions are
+    /// reported: their position is known at once, so a restarted consumer
+    /// that is caught up reports lag 0 before any new message arrives.
+    pub fn assigned(&self, partitions: &[i32], stored: &HashMap<i32, i64>) {
+        let mut inner = self.lock();
+        for &partition in partitions {
+            let p = inner.partitions.entry(partition).or_default();
+            if let Some(&next) = stored.get(&partition) {
+                p.next_offset = Some(next);
+            }
+        }
+    }
+
+    /// Partitions went to another member: their figures are its to report.
+    pub fn revoked(&self, partitions: &[i32]) {
+        let mut inner = self.lock();
+        for partition in partitions {
+            inner.partitions.remove(partition);
+        }
+    }
+
+    /// The broker's watermarks of an assigned partition (others are ignored:
+    /// librdkafka reports every partition of the topic it knows of).
+    pub fn watermarks(&self, partition: i32, low: Option<i64>, high: Option<i64>) {
+        if let Some(p) = self.lock().partitions.get_mut(&partition) {
+            p.low_watermark = low.or(p.low_watermark);
+            p.high_watermark = high.or(p.high_watermark);
+        }
     }
 
     pub fn bad(&self, reason: BadReason) {
@@ -223,8 +256,12 @@ impl StreamStats {
     }
 }
 
+/// Messages in the partition not yet applied: from the next offset to apply
+/// (or, with nothing applied yet, the broker's earliest offset, where the
+/// consumer starts) to the high watermark. Unknown until both are known.
 fn lag(p: &Partition) -> Option<i64> {
-    Some((p.high_watermark? - p.next_offset.unwrap_or(0)).max(0))
+    let from = p.next_offset.or(p.low_watermark)?;
+    Some((p.high_watermark? - from).max(0))
 }
 
 fn quantiles(h: Option<&Histogram<u64>>) -> serde_json::Value {
@@ -254,5 +291,59 @@ pub fn render_headers(out: &mut String) {
         ("fstore_stream_freshness_seconds", "summary", "From event time or broker timestamp to servable."),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(stats: &StreamStats, partition: i32) -> serde_json::Value {
+        let doc = stats.to_json();
+        doc["partitions"].as_array().unwrap().iter().find(|p| p["partition"] == partition).cloned().unwrap()
+    }
+
+    #[test]
+    fn an_assigned_partition_reports_its_stored_position_before_any_message() {
+        let stats = StreamStats::new("clicks", "t", "running");
+        stats.assigned(&[0, 1, 2], &HashMap::from([(0, 323), (1, 318)]));
+        // Watermarks of a partition this consumer does not hold are ignored.
+        stats.watermarks(7, Some(0), Some(1000));
+        stats.watermarks(0, Some(0), Some(323));
+        stats.watermarks(1, Some(0), Some(320));
+        stats.watermarks(2, Some(5), Some(40));
+        let p0 = partition(&stats, 0);
+        assert_eq!((p0["next_offset"].as_i64(), p0["lag"].as_i64()), (Some(323), Some(0)));
+        let p1 = partition(&stats, 1);
+        assert_eq!((p1["next_offset"].as_i64(), p1["lag"].as_i64()), (Some(318), Some(2)));
+        // Nothing stored: the consumer starts at the broker's earliest offset.
+        let p2 = partition(&stats, 2);
+        assert_eq!((p2["next_offset"].as_i64(), p2["lag"].as_i64()), (None, Some(35)));
+        assert_eq!(stats.to_json()["partitions"].as_array().unwrap().len(), 3);
+
+        let mut text = String::new();
+        stats.render(&mut text);
+        assert!(text.contains("fstore_stream_next_offset{source=\"clicks\",partition=\"0\"} 323"), "{text}");
+        assert!(text.contains("fstore_stream_consumer_lag{source=\"clicks\",partition=\"0\"} 0"), "{text}");
+        assert!(!text.contains("partition=\"7\""), "{text}");
+
+        // Applying moves the position; a revoked partition is no longer reported.
+        stats.applied(&BTreeMap::from([(1, (2, 320))]), 2, 0);
+        assert_eq!(partition(&stats, 1)["lag"].as_i64(), Some(0));
+        stats.revoked(&[1, 2]);
+        let left: Vec<i64> = stats.to_json()["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["partition"].as_i64().unwrap())
+            .collect();
+        assert_eq!(left, vec![0]);
+    }
+
+    #[test]
+    fn lag_is_unknown_until_the_high_watermark_is() {
+        let stats = StreamStats::new("clicks", "t", "running");
+        stats.assigned(&[0], &HashMap::from([(0, 10)]));
+        assert_eq!(partition(&stats, 0)["lag"], serde_json::Value::Null);
     }
 }

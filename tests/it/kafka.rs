@@ -186,10 +186,7 @@ pub fn server_env(broker: &Broker, group: &str) -> Vec<(&'static str, String)> {
         ("FSTORE_KAFKA__BROKERS", broker.addr.clone()),
         ("FSTORE_KAFKA__GROUP_ID", group.to_string()),
         // Quick rebalances when a member goes away.
-        (
-            "FSTORE_KAFKA__PROPERTIES",
-            r#"{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#.to_string(),
-        ),
+        ("FSTORE_KAFKA__SESSION_TIMEOUT_MS", "6000".to_string()),
         ("RUST_LOG", "info,librdkafka=warn,rdkafka=warn".to_string()),
     ]
 }

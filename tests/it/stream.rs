@@ -604,3 +604,96 @@ fn a_parquet_backfill_equals_the_same_events_streamed() {
     }
     backfilled.kill();
 }
+
+/// Per partition, as GetStatus reports it: (next offset, high watermark, lag).
+type Positions = BTreeMap<i64, (Option<i64>, Option<i64>, Option<i64>)>;
+
+fn positions(server: &Server) -> Positions {
+    stream_status(server)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap(),
+                (p["next_offset"].as_i64(), p["high_watermark"].as_i64(), p["lag"].as_i64()),
+            )
+        })
+        .collect()
+}
+
+fn metric(text: &str, name: &str, partition: i64) -> Option<i64> {
+    let prefix = format!("{name}{{source=\"clicks\",partition=\"{partition}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().unwrap())
+}
+
+/// Wait until every partition reports its high watermark, and return the figures.
+fn wait_positions(server: &Server, partitions: i64) -> Positions {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = positions(server);
+        if stream_status(server)["state"] == "running"
+            && p.len() == partitions as usize
+            && p.values().all(|(_, high, _)| high.is_some())
+        {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "no positions after 60 s: {p:?}\nlog:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_caught_up_stream_reports_no_lag_after_a_restart_with_no_new_messages() {
+    let broker = Broker::start();
+    let partitions = 3;
+    let topic = broker.create_topic("lag", partitions as i32);
+    // With static membership (kafka.instance_id), as a deployment that
+    // restarts servers in place would run.
+    let mut builder = ServerBuilder::new(&[("defs.fdl", &defs(&topic))]);
+    for (k, v) in server_env(&broker, "lag") {
+        builder = builder.env(k, &v);
+    }
+    let mut server = builder.env("FSTORE_KAFKA__INSTANCE_ID", "lag-node-1").start();
+    let producer = broker.producer();
+    let base = now_ms();
+    let per_partition = [323i64, 318, 318];
+    let mut sent = 0;
+    for (partition, &n) in per_partition.iter().enumerate() {
+        for i in 0..n {
+            let uid = partition as i64 * 1000 + i % 10;
+            let c = Click { uid, ts: base, price: None, cents: 1, event: "view", item: format!("i{i}") };
+            producer.send(&topic, partition as i32, &uid.to_string(), c.json().as_bytes());
+            sent += 1;
+        }
+    }
+    producer.flush();
+    wait_applied(&server, sent, 0);
+    let caught_up: Positions = (0..partitions)
+        .map(|p| (p, (Some(per_partition[p as usize]), Some(per_partition[p as usize]), Some(0))))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while wait_positions(&server, partitions) != caught_up {
+        assert!(Instant::now() < deadline, "never caught up: {:?}", positions(&server));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Stopped both ways, restarted, and no message arrives afterwards: the
+    // stored positions are reported, and lag is 0, as before the stop.
+    for how in ["SIGKILL", "SIGTERM"] {
+        match how {
+            "SIGKILL" => server.kill(),
+            _ => assert!(server.terminate(Duration::from_secs(20)).success()),
+        }
+        server.restart();
+        let after = wait_positions(&server, partitions);
+        assert_eq!(after, caught_up, "after a {how} restart, with no new messages");
+        let metrics = server.metrics_text();
+        for p in 0..partitions {
+            let want = per_partition[p as usize];
+            assert_eq!(metric(&metrics, "fstore_stream_next_offset", p), Some(want), "{how}, {metrics}");
+            assert_eq!(metric(&metrics, "fstore_stream_consumer_lag", p), Some(0), "{how}, {metrics}");
+        }
+        assert_eq!(stream_status(&server)["events"], 0, "nothing applied again after the {how} restart");
+    }
+}
