@@ -316,6 +316,7 @@ mod tests {
             max_ms: Some(p50 * 40.0),
             mean_ms: Some(p50),
             refused_p50_ms: None,
+            refused_p90_ms: None,
             refused_p99_ms: None,
             send_lag_p99_ms: Some(0.05),
             baseline_p99_ms: None,

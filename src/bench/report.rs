@@ -59,6 +59,7 @@ pub struct RunReport {
     /// (RESOURCE_EXHAUSTED), from the request's actual send (the client's
     /// own lateness left out): the server's time to say no. Null when none was.
     pub refused_p50_ms: Option<f64>,
+    pub refused_p90_ms: Option<f64>,
     pub refused_p99_ms: Option<f64>,
     /// How late the client itself sent requests (99th percentile); already
     /// included in the latencies. Large values mean the client machine, not
@@ -110,6 +111,7 @@ impl RunReport {
             max_ms: (!latency.is_empty()).then(|| micros_to_ms(latency.max())),
             mean_ms: (!latency.is_empty()).then(|| round3(latency.mean() / 1000.0)),
             refused_p50_ms: quantile_of(&measurement.refused_latency_us, 0.5),
+            refused_p90_ms: quantile_of(&measurement.refused_latency_us, 0.9),
             refused_p99_ms: p99_of(&measurement.refused_latency_us),
             send_lag_p99_ms: p99_of(&measurement.send_lag_us),
             baseline_p99_ms: None,
@@ -275,6 +277,7 @@ mod tests {
             "max_ms",
             "mean_ms",
             "refused_p50_ms",
+            "refused_p90_ms",
             "refused_p99_ms",
             "send_lag_p99_ms",
             "baseline_p99_ms",

