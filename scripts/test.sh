@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fstore test: unit, property, golden and end-to-end tests.
+# Runs every fstore test: unit, property, golden and end-to-end tests, after
+# the style checks (rustfmt, clippy).
 # This is the README's test command, and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,10 @@ if [ -z "${FSTORE_TEST_KAFKA:-}" ]; then
 fi
 # Keep cargo's build outside the clone so later runs are incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/fstore-target}"
+
+# Style first: formatting, and clippy with every warning an error.
+cargo fmt --all -- --check || { echo "cargo fmt --check failed: run cargo fmt --all" >&2; exit 1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Tests that measure the server's capacity run alone, after the others: run
 # beside them, they would measure what the other tests left of the machine.

@@ -228,3 +228,79 @@ fn view_info(plan: &Plan, view: usize) -> ViewInfo {
         aggregating: v.is_aggregating(),
     }
 }
+
+#[cfg(test)]
+mod golden_fingerprints {
+    //! A view's fingerprint keys its stored data: a change that alters it
+    //! re-keys the view, whose data is then dropped and loaded again. Such a
+    //! change must be made on purpose, so the fingerprint of every view of
+    //! the example definitions and of the language's golden good files is
+    //! pinned in `tests/golden/fingerprints.txt`. After an intended change:
+    //! `BLESS=1 cargo test --lib golden_fingerprints`; the diff names the
+    //! views it re-keys.
+
+    use std::fmt::Write;
+    use std::path::{Path, PathBuf};
+
+    use fstore_dsl::SourceFile;
+
+    const HEADER: &str = "\
+# Golden view fingerprints: definition set, view, fingerprint (hex).
+# A fingerprint keys a view's stored data; a change here re-keys the view,
+# so its data is dropped and loaded again. Rewritten only on purpose, with
+# `BLESS=1 cargo test --lib golden_fingerprints` (see src/registry.rs).
+";
+
+    fn definition_sets() -> Vec<(String, Vec<SourceFile>)> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let examples = fstore_dsl::load_dir(&root.join("feature_defs")).expect("feature_defs/ is readable");
+        let mut sets = vec![("feature_defs".to_string(), examples)];
+        let good = root.join("crates/fstore-dsl/tests/golden/good");
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(&good).expect("the golden good files").map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let files = if path.is_dir() {
+                fstore_dsl::load_dir(&path).unwrap()
+            } else if name.ends_with(".fdl") {
+                vec![SourceFile { name: name.clone(), text: std::fs::read_to_string(&path).unwrap() }]
+            } else {
+                continue;
+            };
+            sets.push((name, files));
+        }
+        sets
+    }
+
+    #[test]
+    fn every_fingerprint_is_the_golden_one() {
+        let mut got = String::from(HEADER);
+        let mut views = 0;
+        for (set, files) in definition_sets() {
+            let plan = fstore_dsl::check(&files)
+                .unwrap_or_else(|d| panic!("{set} does not check:\n{}", fstore_dsl::render(&d, &files)));
+            for (i, view) in plan.views.iter().enumerate() {
+                writeln!(got, "{set} {} {:016x}", view.name, super::fingerprint(&plan, i)).unwrap();
+                views += 1;
+            }
+        }
+        assert!(views >= 10, "only {views} views fingerprinted");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fingerprints.txt");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&path, &got).unwrap();
+            return;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        let changed: Vec<&str> = got.lines().filter(|l| !want.lines().any(|w| w == *l)).collect();
+        let gone: Vec<&str> = want.lines().filter(|w| !got.lines().any(|l| l == *w)).collect();
+        assert!(
+            changed.is_empty() && gone.is_empty(),
+            "view fingerprints changed: every view below would be re-keyed, its stored data dropped.\n\
+             now:\n  {}\nwas:\n  {}\nIf that is intended, rewrite {} with BLESS=1 and say so in the commit.",
+            changed.join("\n  "),
+            gone.join("\n  "),
+            path.display()
+        );
+    }
+}
