@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: one struct tree; embedded defaults, then `fstore.toml`, then
 //!   `FSTORE_*` environment variables.
+//! - [`error`]: what a client sees of a failure: a code and a message, with
+//!   internal detail kept in the log; one mapping to gRPC statuses.
 //! - The language lives in the `fstore-dsl` crate: lexer, parser, checker,
 //!   typed plan and Arrow evaluator.
 //! - [`registry`]: the checked definitions the server runs on, with services
@@ -31,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod definitions;
 pub mod engine;
+pub mod error;
 pub mod ingest;
 pub mod registry;
 pub mod serve;

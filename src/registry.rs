@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::Error;
 use fstore_dsl::plan::{FeatureRef, Plan, ViewBody};
 use fstore_dsl::{DataType, SourceFile};
 use xxhash_rust::xxh64::xxh64;
@@ -105,35 +106,39 @@ impl Registry {
     }
 
     /// Resolve `view.feature` / `view.*` references, in order, without duplicates.
-    pub fn resolve_refs(&self, refs: &[String]) -> Result<Selection, String> {
+    pub fn resolve_refs(&self, refs: &[String]) -> Result<Selection, Error> {
         if refs.is_empty() {
-            return Err("the request names no features: set feature_service or features.refs".into());
+            return Err(Error::invalid_argument(
+                "the request names no features: set feature_service or features.refs",
+            ));
         }
         let mut out: Vec<FeatureRef> = Vec::new();
         for reference in refs {
             let Some((view_name, feature)) = reference.split_once('.') else {
-                return Err(format!(
+                return Err(Error::invalid_argument(format!(
                     "feature reference `{reference}` must have the form view.feature or view.*"
-                ));
+                )));
             };
             let Some((view, def)) = self.plan.view(view_name) else {
-                return Err(format!("unknown view `{view_name}` in feature reference `{reference}`"));
+                return Err(Error::invalid_argument(format!(
+                    "unknown view `{view_name}` in feature reference `{reference}`"
+                )));
             };
             let picked: Vec<FeatureRef> = if feature == "*" {
                 (0..def.feature_names().len()).map(|feature| FeatureRef { view, feature }).collect()
             } else {
                 let Some(feature) = def.feature_index(feature) else {
-                    return Err(format!(
+                    return Err(Error::invalid_argument(format!(
                         "unknown feature `{feature}` of view `{view_name}` in reference `{reference}`"
-                    ));
+                    )));
                 };
                 vec![FeatureRef { view, feature }]
             };
             for r in picked {
                 if out.contains(&r) {
-                    return Err(format!(
+                    return Err(Error::invalid_argument(format!(
                         "feature reference `{reference}` repeats a feature already requested"
-                    ));
+                    )));
                 }
                 out.push(r);
             }

@@ -2,8 +2,9 @@
 //! `proto/fstore/v1/fstore.proto`), the standard health service and server
 //! reflection.
 //!
-//! Handlers map errors to gRPC codes in one place ([`ingest_status`]): what
-//! the client can act on goes in the message, internal detail goes to the log.
+//! Handlers report failures as [`crate::error::Error`], which becomes a gRPC
+//! status in one place: what the client can act on goes in the message,
+//! internal detail goes to the log.
 
 pub mod auth;
 pub mod guard;
@@ -21,6 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::definitions::{self, ApplyError, ApplyReport};
 use crate::engine::Engine;
+use crate::error::Error;
 use crate::ingest::parquet::{self, Mode};
 use crate::ingest::{IngestError, IngestReport};
 use crate::proto::{
@@ -65,7 +67,8 @@ impl proto::feature_serving_server::FeatureServing for Serving {
         let service = service_label(&registry, &request);
         let _ticket = match self.service_ticket(&service) {
             Ok(ticket) => ticket,
-            Err(status) => {
+            Err(e) => {
+                let status = Status::from(e);
                 self.metrics.record("GetOnlineFeatures", &service, status.code(), arrival.at.elapsed());
                 return Err(status);
             }
@@ -102,12 +105,13 @@ impl proto::feature_serving_server::FeatureServing for Serving {
                     }
                     Err(status) => Err(status),
                 },
-                Err(_) => Err(Status::unavailable("the server is shutting down")),
+                Err(_) => Err(Error::unavailable("the server is shutting down")),
             }
         } else {
             self.its_turn(&arrival, &request)
                 .and_then(|_serving| lookup::get_online_features(&self.engine, request, caller.as_deref()))
         };
+        let result = result.map_err(Status::from);
         let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
         // From arrival, so that time spent waiting for a worker shows.
         self.metrics.record("GetOnlineFeatures", &service, code, arrival.at.elapsed());
@@ -150,7 +154,7 @@ impl proto::feature_serving_server::FeatureServing for Serving {
 impl Serving {
     /// A place among `services.NAME.max_in_flight` lookups of `service`, if
     /// that limit is set; held until the answer is built.
-    fn service_ticket(&self, service: &str) -> Result<Option<ServiceTicket>, Status> {
+    fn service_ticket(&self, service: &str) -> Result<Option<ServiceTicket>, Error> {
         let Some(limit) = self.engine.config.services.get(service).and_then(|s| s.max_in_flight) else {
             return Ok(None);
         };
@@ -167,7 +171,7 @@ impl Serving {
         };
         if counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= limit {
             counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(Status::resource_exhausted(format!(
+            return Err(Error::resource_exhausted(format!(
                 "feature service `{service}` has {limit} lookups in flight (services.{service}.max_in_flight); retry with backoff"
             )));
         }
@@ -182,11 +186,11 @@ impl Serving {
         &self,
         arrival: &Arrival,
         request: &proto::GetOnlineFeaturesRequest,
-    ) -> Result<guard::InService<'_>, Status> {
+    ) -> Result<guard::InService<'_>, Error> {
         use proto::get_online_features_request::Selector;
         let waited = arrival.at.elapsed();
         if arrival.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(Status::deadline_exceeded(format!(
+            return Err(Error::deadline_exceeded(format!(
                 "the client's deadline passed while the request waited {:.1} ms for its turn",
                 waited.as_secs_f64() * 1e3
             )));
@@ -201,7 +205,7 @@ impl Serving {
                 Some(name) => format!("services.{name}.max_queue_ms"),
                 None => "server.max_queue_ms".to_string(),
             };
-            return Err(Status::resource_exhausted(format!(
+            return Err(Error::resource_exhausted(format!(
                 "server overloaded: the request waited {:.1} ms for its turn, more than {} ms ({setting}); retry with backoff",
                 waited.as_secs_f64() * 1e3,
                 limit.as_millis()
@@ -222,9 +226,9 @@ fn service_label(registry: &crate::registry::Registry, request: &proto::GetOnlin
 }
 
 /// Admin calls need a key with the admin scope (when keys are configured).
-fn require_admin<T>(request: &Request<T>) -> Result<(), Status> {
+fn require_admin<T>(request: &Request<T>) -> Result<(), Error> {
     match request.extensions().get::<Arc<Caller>>() {
-        Some(caller) if !caller.is_admin() => Err(Status::permission_denied(format!(
+        Some(caller) if !caller.is_admin() => Err(Error::permission_denied(format!(
             "API key `{}` may not administer: ingest, apply and status need a key with admin = true",
             caller.name
         ))),
@@ -256,8 +260,8 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
             parquet::ingest(&engine, &request.source, &request.paths, mode)
         })
         .await
-        .map_err(|e| Status::internal(format!("the load task failed: {e}")))?
-        .map_err(ingest_status)?;
+        .map_err(|e| Error::internal("running a load", e))?
+        .map_err(ingest_error)?;
         Ok(Response::new(report_to_proto(report)))
     }
 
@@ -267,7 +271,7 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
         require_admin(&request)?;
         let json = status_json(&self.control.engine, &self.metrics)
-            .map_err(|e| Status::internal(format!("building status: {e}")))?;
+            .map_err(|e| Error::internal("building the status document", e))?;
         Ok(Response::new(proto::GetStatusResponse { json }))
     }
 
@@ -283,13 +287,10 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
         let control = self.control.clone();
         let report = tokio::task::spawn_blocking(move || control.apply(files, request.dry_run))
             .await
-            .map_err(|e| Status::internal(format!("the apply task failed: {e}")))?
+            .map_err(|e| Error::internal("running an apply", e))?
             .map_err(|e| match e {
-                ApplyError::Invalid(m) => Status::invalid_argument(m),
-                ApplyError::Internal(e) => {
-                    tracing::error!(error = format!("{e:#}"), "Apply failed.");
-                    Status::internal(format!("the apply failed inside the server: {e:#}"))
-                }
+                ApplyError::Invalid(m) => Error::invalid_argument(m),
+                ApplyError::Internal(e) => Error::internal("applying definitions", e),
             })?;
         Ok(Response::new(proto::ApplyDefinitionsReport {
             applied: report.applied,
@@ -362,14 +363,11 @@ fn report_to_proto(r: IngestReport) -> proto::IngestReport {
     }
 }
 
-fn ingest_status(e: IngestError) -> Status {
+fn ingest_error(e: IngestError) -> Error {
     match e {
-        IngestError::Invalid(m) => Status::invalid_argument(m),
-        IngestError::Unsupported(m) => Status::failed_precondition(m),
-        IngestError::Internal(e) => {
-            tracing::error!(error = format!("{e:#}"), "Load failed.");
-            Status::internal(format!("the load failed inside the server: {e}"))
-        }
+        IngestError::Invalid(m) => Error::invalid_argument(m),
+        IngestError::Unsupported(m) => Error::failed_precondition(m),
+        IngestError::Internal(e) => Error::internal("loading Parquet", e),
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::config::AuthConfig;
+use crate::error::Error;
 use crate::registry::Registry;
 
 /// The authenticated caller, put in the request's extensions.
@@ -87,7 +88,7 @@ impl Caller {
         &self,
         registry: &Registry,
         mut columns: impl Iterator<Item = &'a str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let Scope::Services(names) = &self.scope else { return Ok(()) };
         let allowed: BTreeSet<&str> = names
             .iter()
@@ -95,9 +96,10 @@ impl Caller {
             .flat_map(|s| s.columns.iter().map(|c| c.name.as_str()))
             .collect();
         match columns.find(|c| !allowed.contains(c)) {
-            Some(c) => {
-                Err(format!("API key `{}` may not read `{c}`: no service in its scope serves it", self.name))
-            }
+            Some(c) => Err(Error::permission_denied(format!(
+                "API key `{}` may not read `{c}`: no service in its scope serves it",
+                self.name
+            ))),
             None => Ok(()),
         }
     }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tonic::Status;
+use crate::error::Error;
 
 use super::auth::Keys;
 
@@ -247,7 +247,7 @@ where
                 }
                 Err(why) => {
                     door.refused_unauthenticated.fetch_add(1, Ordering::Relaxed);
-                    return refuse(Status::unauthenticated(why));
+                    return refuse(Error::unauthenticated(why));
                 }
             }
         }
@@ -258,7 +258,7 @@ where
             // served in time.
             if let Some(waited) = door.queue_too_long() {
                 door.refused_queue.fetch_add(1, Ordering::Relaxed);
-                return refuse(Status::resource_exhausted(format!(
+                return refuse(Error::resource_exhausted(format!(
                     "server overloaded: a lookup would wait about {:.1} ms for its turn behind those queued, more than {} ms (server.max_queue_ms); retry with backoff",
                     waited as f64 / 1e3,
                     door.max_queue_micros / 1000
@@ -269,7 +269,7 @@ where
             match door.admit() {
                 Some(ticket) => Some(ticket),
                 None => {
-                    return refuse(Status::resource_exhausted(format!(
+                    return refuse(Error::resource_exhausted(format!(
                         "server overloaded: {} lookups in flight (server.max_in_flight); retry with backoff",
                         door.max_in_flight
                     )))
@@ -288,8 +288,8 @@ where
     }
 }
 
-fn refuse<E: Send + 'static>(status: Status) -> BoxFuture<http::Response<tonic::body::Body>, E> {
-    Box::pin(std::future::ready(Ok(status.into_http())))
+fn refuse<E: Send + 'static>(error: Error) -> BoxFuture<http::Response<tonic::body::Body>, E> {
+    Box::pin(std::future::ready(Ok(tonic::Status::from(error).into_http())))
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).

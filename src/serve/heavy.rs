@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use tonic::Status;
+use crate::error::Error;
 
 pub struct HeavyPool {
     pool: rayon::ThreadPool,
@@ -43,13 +43,13 @@ impl HeavyPool {
     /// Run `lookup` on a lookup thread; a panic inside it answers INTERNAL.
     pub async fn run<T: Send + 'static>(
         &self,
-        lookup: impl FnOnce() -> Result<T, Status> + Send + 'static,
-    ) -> Result<T, Status> {
+        lookup: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pool.spawn(move || {
             let _ = tx.send(lookup());
         });
-        rx.await.unwrap_or_else(|_| Err(Status::internal("the lookup failed inside the server")))
+        rx.await.unwrap_or_else(|_| Err(Error::internal("running a lookup", anyhow::anyhow!("it panicked"))))
     }
 }
 
@@ -82,8 +82,8 @@ mod tests {
             assert_eq!(pool.run(|| Ok(41 + 1)).await.unwrap(), 42);
             let name = pool.run(|| Ok(std::thread::current().name().map(str::to_string))).await.unwrap();
             assert!(name.unwrap().starts_with("fstore-lookup-"));
-            let failed = pool.run(|| -> Result<(), Status> { panic!("boom") }).await.unwrap_err();
-            assert_eq!(failed.code(), tonic::Code::Internal);
+            let failed = pool.run(|| -> Result<(), Error> { panic!("boom") }).await.unwrap_err();
+            assert_eq!(failed.code(), crate::error::Code::Internal);
             assert_eq!(pool.run(|| Ok("still serving")).await.unwrap(), "still serving");
         });
     }

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use fstore_dsl::DataType;
-use tonic::Status;
 
 use crate::engine::Engine;
+use crate::error::Error;
 use crate::ingest::events;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
 use crate::registry::{Registry, Selection, ViewInfo, ViewRead};
@@ -41,7 +41,7 @@ pub fn get_online_features(
     engine: &Engine,
     request: proto::GetOnlineFeaturesRequest,
     caller: Option<&Caller>,
-) -> Result<proto::GetOnlineFeaturesResponse, Status> {
+) -> Result<proto::GetOnlineFeaturesResponse, Error> {
     let registry = engine.registry();
     let generations = engine.generations();
     let resolved;
@@ -51,7 +51,7 @@ pub fn get_online_features(
     };
     if let (Some(caller), Some(name)) = (caller, service) {
         if !caller.may_read_service(name) {
-            return Err(Status::permission_denied(format!(
+            return Err(Error::permission_denied(format!(
                 "API key `{}` may not read feature service `{name}`",
                 caller.name
             )));
@@ -63,23 +63,21 @@ pub fn get_online_features(
             None => {
                 let mut names: Vec<_> = registry.services.keys().map(String::as_str).collect();
                 names.sort_unstable();
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "unknown feature service `{name}`; known services: {}",
                     names.join(", ")
                 )));
             }
         },
         Some(Selector::Features(refs)) => {
-            resolved = registry.resolve_refs(&refs.refs).map_err(Status::invalid_argument)?;
+            resolved = registry.resolve_refs(&refs.refs)?;
             if let Some(caller) = caller {
-                caller
-                    .may_read_features(&registry, resolved.columns.iter().map(|c| c.name.as_str()))
-                    .map_err(Status::permission_denied)?;
+                caller.may_read_features(&registry, resolved.columns.iter().map(|c| c.name.as_str()))?;
             }
             &resolved
         }
         None => {
-            return Err(Status::invalid_argument(
+            return Err(Error::invalid_argument(
                 "the request names no features: set feature_service or features",
             ))
         }
@@ -129,10 +127,10 @@ pub fn get_online_features(
             aggregate(engine, info, read, features, resolution, now, ttl_micros, &keys, &mut columns)?;
             continue;
         }
-        let rows_found = engine.store.read_rows(&keys, &info.feature_types).map_err(|e| {
-            tracing::error!(view = %info.name, error = %e, "Reading rows failed.");
-            Status::internal(format!("reading view `{}` failed", info.name))
-        })?;
+        let rows_found = engine
+            .store
+            .read_rows(&keys, &info.feature_types)
+            .map_err(|e| Error::internal(format!("reading view `{}`", info.name), e))?;
         for found in rows_found {
             let Some(decoded) = found else {
                 push_not_found(&mut columns, read, 1);
@@ -170,15 +168,15 @@ fn aggregate(
     ttl_micros: Option<i64>,
     keys: &[Vec<u8>],
     columns: &mut [proto::FeatureColumn],
-) -> Result<(), Status> {
+) -> Result<(), Error> {
     let current = agg::tile_of(now, resolution);
     // Tiles older than the longest window are never read; with no windowed
     // feature, none are.
     let oldest = agg::horizon_tiles(features, resolution).map_or(current + 1, |h| current - h + 1);
-    let states = engine.store.read_agg_states(keys, info.key_names.len(), oldest..=current).map_err(|e| {
-        tracing::error!(view = %info.name, error = %e, "Reading aggregate states failed.");
-        Status::internal(format!("reading view `{}` failed", info.name))
-    })?;
+    let states = engine
+        .store
+        .read_agg_states(keys, info.key_names.len(), oldest..=current)
+        .map_err(|e| Error::internal(format!("reading the aggregates of view `{}`", info.name), e))?;
     for found in states {
         let Some(found) = found else {
             push_not_found(columns, read, 1);
@@ -244,11 +242,11 @@ fn check_entities(
     entities: &HashMap<String, proto::Values>,
     selection: &Selection,
     max_rows: (usize, Option<&str>),
-) -> Result<usize, Status> {
+) -> Result<usize, Error> {
     let needed: Vec<&str> = selection.keys.keys().map(String::as_str).collect();
     for name in &needed {
         if !entities.contains_key(*name) {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::invalid_argument(format!(
                 "missing entity key column `{name}`; this request needs: {}",
                 needed.join(", ")
             )));
@@ -258,7 +256,7 @@ fn check_entities(
         entities.keys().map(String::as_str).filter(|k| !selection.keys.contains_key(*k)).collect();
     if !extra.is_empty() {
         extra.sort_unstable();
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "unexpected entity key column `{}`; this request needs: {}",
             extra[0],
             needed.join(", ")
@@ -270,7 +268,7 @@ fn check_entities(
         match rows {
             None => rows = Some((name, values.len())),
             Some((first, n)) if n != values.len() => {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "entity key columns differ in length: `{first}` has {n} values, `{name}` has {}",
                     values.len()
                 )))
@@ -287,7 +285,7 @@ fn check_entities(
                     None => "null".to_string(),
                     Some(kind) => kind_name(kind).to_string(),
                 };
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::invalid_argument(format!(
                     "entity key `{name}` value {i} is {found}; `{name}` is {ty}"
                 )));
             }
@@ -300,7 +298,7 @@ fn check_entities(
             Some(name) => format!("services.{name}.max_rows_per_request"),
             None => "server.max_rows_per_request".to_string(),
         };
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::invalid_argument(format!(
             "the request has {rows} entity rows; the limit is {max_rows} ({setting})"
         )));
     }
