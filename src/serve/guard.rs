@@ -64,16 +64,20 @@ pub struct Door {
     /// Lookups being served (their turn came and they were not refused).
     running: AtomicUsize,
     /// How long serving a lookup took lately, from its turn to its answer:
-    /// an exponentially weighted mean in microseconds (0: none served yet).
+    /// an exponentially weighted mean in microseconds (0: none served yet),
+    /// and the mean deviation from it (as TCP keeps for round trips).
     service_micros: AtomicU64,
+    service_dev_micros: AtomicU64,
     refused_in_flight: AtomicU64,
     refused_queue: AtomicU64,
     refused_unauthenticated: AtomicU64,
 }
 
 /// Weight of the newest service time in the running mean: 1/8, so a change
-/// of workload shows within a few dozen lookups.
+/// of workload shows within a few dozen lookups; and in the mean deviation,
+/// 1/4 (TCP's weights for round-trip times, RFC 6298).
 const SERVICE_MEAN_SHIFT: u32 = 3;
+const SERVICE_DEV_SHIFT: u32 = 2;
 
 impl Door {
     pub fn new(keys: Keys, max_in_flight: usize, max_queue: Duration, at_once: usize) -> Arc<Door> {
@@ -85,6 +89,7 @@ impl Door {
             in_flight: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             service_micros: AtomicU64::new(0),
+            service_dev_micros: AtomicU64::new(0),
             refused_in_flight: AtomicU64::new(0),
             refused_queue: AtomicU64::new(0),
             refused_unauthenticated: AtomicU64::new(0),
@@ -97,21 +102,25 @@ impl Door {
         InService { door: self, since: Instant::now() }
     }
 
-    /// How long a lookup arriving now would wait for its turn, in
+    /// How long a lookup arriving now could wait for its turn, in
     /// microseconds, from the queue as it is: none while a place is free;
-    /// else the lookups waiting ahead of it and itself, each taking the
-    /// recent service time, shared by the `at_once` places. For a lone
-    /// newcomer behind busy places that is half a service time with two
-    /// places: more than the mean wait for the first to free (a third), so
-    /// that the door refuses the newcomers the queue would make late rather
-    /// than admitting them to be refused at their turn, a queue wait later.
+    /// else the lookups waiting ahead of it and itself, each taking a
+    /// service time, shared by the `at_once` places. A service time is
+    /// counted as the recent mean plus twice the mean deviation, so that a
+    /// lookup admitted rarely waits past the limit when service times vary
+    /// (as aggregate lookups do, with the keys' activity), and the door
+    /// refuses the newcomers the queue would make late rather than admitting
+    /// them to be refused at their turn, a queue wait later. For a lone
+    /// newcomer behind two busy places of steady service that is half a
+    /// service time: more than the mean wait for the first to free (a third).
     fn expected_wait_micros(&self) -> u64 {
         let running = self.running.load(Ordering::Relaxed);
         let waiting = self.in_flight.load(Ordering::Relaxed).saturating_sub(running);
         if running + waiting < self.at_once {
             return 0;
         }
-        let service = self.service_micros.load(Ordering::Relaxed);
+        let service =
+            self.service_micros.load(Ordering::Relaxed) + 2 * self.service_dev_micros.load(Ordering::Relaxed);
         (waiting as u64 + 1) * service / self.at_once as u64
     }
 
@@ -178,8 +187,17 @@ impl Drop for InService<'_> {
         // A racy read-modify-write: two lookups finishing at once may lose
         // one sample, which a running mean does not miss.
         let mean = door.service_micros.load(Ordering::Relaxed) as i64;
-        let next = if mean == 0 { took } else { mean + ((took - mean) >> SERVICE_MEAN_SHIFT) };
-        door.service_micros.store(next.max(1) as u64, Ordering::Relaxed);
+        let dev = door.service_dev_micros.load(Ordering::Relaxed) as i64;
+        let (mean, dev) = if mean == 0 {
+            (took, took / 2)
+        } else {
+            (
+                mean + ((took - mean) >> SERVICE_MEAN_SHIFT),
+                dev + (((took - mean).abs() - dev) >> SERVICE_DEV_SHIFT),
+            )
+        };
+        door.service_micros.store(mean.max(1) as u64, Ordering::Relaxed);
+        door.service_dev_micros.store(dev.max(0) as u64, Ordering::Relaxed);
     }
 }
 
@@ -345,8 +363,12 @@ mod tests {
         let door = Door::new(Keys::default(), 100, Duration::from_millis(10), 2);
         assert_eq!(door.queue_too_long(), None, "nothing measured, nothing queued");
         learn(&door, Duration::from_millis(10));
-        let s = door.service_micros.load(Ordering::Relaxed);
-        assert!((10_000..14_000).contains(&s), "service mean {s} µs");
+        let mean = door.service_micros.load(Ordering::Relaxed);
+        assert!((10_000..14_000).contains(&mean), "service mean {mean} µs");
+        // Steady service times: the deviation is small, the service time
+        // the door counts is about the mean.
+        let s = mean + 2 * door.service_dev_micros.load(Ordering::Relaxed);
+        assert!(s < mean + 2_000, "counted service time {s} µs, mean {mean} µs");
 
         // Both places busy, none waiting: a newcomer waits for the first to
         // free, counted as half a service time: under 10 ms.
@@ -367,6 +389,33 @@ mod tests {
         drop(c);
         assert_eq!(door.queue_too_long(), None, "the queue drained");
         drop((a, b));
+    }
+
+    #[test]
+    fn varying_service_times_close_the_door_sooner() {
+        // The same mean, 10 ms; a 15 ms limit; both places busy and one
+        // lookup waiting, so a newcomer would wait for two services to end.
+        let queue = |door: &Arc<Door>| {
+            let tickets: Vec<_> = (0..3).map(|_| door.admit().unwrap()).collect();
+            let running = (door.serving(), door.serving());
+            let verdict = door.queue_too_long();
+            drop(running);
+            drop(tickets);
+            verdict
+        };
+        let steady = Door::new(Keys::default(), 100, Duration::from_millis(15), 2);
+        learn(&steady, Duration::from_millis(10));
+        assert_eq!(queue(&steady), None, "steady: about one service time, 10 ms");
+        let varying = Door::new(Keys::default(), 100, Duration::from_millis(15), 2);
+        for _ in 0..32 {
+            for each in [2, 18] {
+                let serving = varying.serving();
+                std::thread::sleep(Duration::from_millis(each));
+                drop(serving);
+            }
+        }
+        let wait = queue(&varying).expect("the door closes when service times vary");
+        assert!(wait > 20_000, "{wait} µs: the mean plus twice the deviation, about 26 ms");
     }
 
     #[test]
