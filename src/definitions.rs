@@ -106,7 +106,7 @@ pub fn apply(
         report.notes.push("no view or service changed".into());
         return Ok(report);
     }
-    let previous = engine.install(next);
+    let previous = engine.install(next)?;
     report.applied = true;
     let orphans = orphans(engine, &previous);
     if !orphans.is_empty() {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
@@ -67,7 +68,8 @@ impl Engine {
         crate::definitions::recover(&config.server.definitions_dir)?;
         let registry = Registry::load(&config.server.definitions_dir)?;
         let store = Store::open(&config.server.data_dir, &config.store)?;
-        store.set_agg_horizons(agg_horizons(&registry));
+        store.set_agg_layouts(agg_layouts(&registry));
+        build_missing_coarse_tiles(&store, &registry)?;
         let generations = store
             .view_metas()?
             .into_iter()
@@ -106,9 +108,12 @@ impl Engine {
 
     /// Make `next` the running definitions; returns the set it replaces.
     /// Requests that started on the old set finish on it.
-    pub fn install(&self, next: Registry) -> Arc<Registry> {
-        self.store.set_agg_horizons(agg_horizons(&next));
-        self.registry.swap(Arc::new(next))
+    pub fn install(&self, next: Registry) -> anyhow::Result<Arc<Registry>> {
+        // Views `next` brings back whose data an earlier version stored:
+        // nothing writes to them until they are installed.
+        build_missing_coarse_tiles(&self.store, &next)?;
+        self.store.set_agg_layouts(agg_layouts(&next));
+        Ok(self.registry.swap(Arc::new(next)))
     }
 
     /// Forget a view definition's data: unpublish it, wait for requests
@@ -193,22 +198,36 @@ impl Engine {
     }
 }
 
-/// Per aggregating view, how far back its tiles can still be read.
-fn agg_horizons(registry: &Registry) -> HashMap<u64, crate::store::AggHorizon> {
-    registry
-        .plan
-        .views
-        .iter()
-        .zip(&registry.views)
-        .filter_map(|(view, info)| {
-            let fstore_dsl::plan::ViewBody::Aggregating { resolution, features } = &view.body else {
-                return None;
-            };
-            let resolution_micros = resolution.as_micros() as i64;
-            let keep_tiles = fstore_dsl::agg::horizon_tiles(features, resolution_micros)?;
-            let horizon =
-                crate::store::AggHorizon { key_parts: info.key_names.len(), resolution_micros, keep_tiles };
-            Some((info.fingerprint, horizon))
-        })
-        .collect()
+/// Per aggregating view, how its tiles are laid out.
+fn agg_layouts(registry: &Registry) -> HashMap<u64, crate::store::aggs::AggLayout> {
+    registry.views.iter().filter_map(|info| Some((info.fingerprint, info.agg_layout.clone()?))).collect()
+}
+
+/// Give every stored generation of `registry`'s aggregating views the coarse
+/// tiles their layout keeps, built from their fine tiles where the generation
+/// was written without them (by an earlier version, or with other sizes).
+/// Runs before anything writes to those views: at start, and for the views a
+/// definitions change brings in before they are installed.
+fn build_missing_coarse_tiles(store: &Store, registry: &Registry) -> anyhow::Result<()> {
+    for info in &registry.views {
+        let Some(layout) = &info.agg_layout else { continue };
+        let Some(mut meta) = store.view_meta(info.fingerprint)? else { continue };
+        let spans = layout.coarse_spans_micros();
+        if meta.generation == 0 || meta.coarse_spans_micros.as_ref() == Some(&spans) {
+            continue;
+        }
+        let started = Instant::now();
+        let written = store
+            .build_coarse_tiles(info.fingerprint, meta.generation, layout)
+            .with_context(|| format!("building the coarse tiles of view `{}`", info.name))?;
+        meta.coarse_spans_micros = Some(spans);
+        store.put_view_metas(&[(info.fingerprint, meta)])?;
+        tracing::info!(
+            view = %info.name,
+            coarse_tiles = written,
+            seconds = started.elapsed().as_secs_f64(),
+            "Built the view's coarse tiles from its fine tiles (stored by an earlier version)."
+        );
+    }
+    Ok(())
 }

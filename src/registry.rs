@@ -39,6 +39,16 @@ pub struct ViewInfo {
     pub key_names: Vec<String>,
     pub ttl: Option<Duration>,
     pub aggregating: bool,
+    /// An aggregating view's tiles: resolution, sizes and horizon.
+    pub agg_layout: Option<crate::store::aggs::AggLayout>,
+}
+
+impl ViewInfo {
+    /// What a new generation of this view records of its coarse tiles
+    /// (`ViewMeta::coarse_spans_micros`): their sizes, `None` for a row view.
+    pub fn coarse_spans_micros(&self) -> Option<Vec<i64>> {
+        self.agg_layout.as_ref().map(|l| l.coarse_spans_micros())
+    }
 }
 
 /// A resolved feature selection: the columns of a response and how to fill them.
@@ -247,6 +257,16 @@ fn view_info(plan: &Plan, view: usize) -> ViewInfo {
         key_names: plan.entities[v.entity].keys.iter().map(|k| k.name.clone()).collect(),
         ttl: v.ttl,
         aggregating: v.is_aggregating(),
+        agg_layout: match &v.body {
+            fstore_dsl::plan::ViewBody::Aggregating { resolution, features } => {
+                Some(crate::store::aggs::AggLayout::of_view(
+                    plan.entities[v.entity].keys.len(),
+                    features,
+                    resolution.as_micros() as i64,
+                ))
+            }
+            _ => None,
+        },
     }
 }
 

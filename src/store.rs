@@ -9,9 +9,9 @@
 //!   one key cannot lose a newer row to an older one.
 //! - `aggs`: partial aggregates of aggregating views, per entity and tile and
 //!   once per entity for lifetime aggregates (layout in [`keys`]). Writes are
-//!   merges of partial states (`agg_merge`, see `fstore_dsl::agg`), so an
+//!   merges of partial states ([`aggs`], see `fstore_dsl::agg`), so an
 //!   event is folded in without reading first. A compaction filter deletes
-//!   tiles that no window can reach any more ([`Store::set_agg_horizons`]),
+//!   tiles that no window can reach any more ([`Store::set_agg_layouts`]),
 //!   in the compaction after the one that merged them (RocksDB filters
 //!   values, not merge operands); every file is compacted at least daily.
 //! - `meta`: one JSON record per view fingerprint ([`ViewMeta`]): the active
@@ -29,6 +29,7 @@
 //! This module never decides *what* to write (that is ingest's job) and never
 //! speaks gRPC.
 
+pub mod aggs;
 pub mod bulk;
 pub mod cache;
 pub mod codec;
@@ -53,19 +54,7 @@ const CF_ROWS: &str = "rows";
 const CF_META: &str = "meta";
 const CF_AGGS: &str = "aggs";
 
-/// How long an aggregating view's tiles stay useful (see [`Store::set_agg_horizons`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AggHorizon {
-    /// Entity key columns of the view (to find the tile suffix in a key).
-    pub key_parts: usize,
-    /// Tile size in microseconds.
-    pub resolution_micros: i64,
-    /// The longest window in tiles: tiles more than this many before the
-    /// current one are never read again.
-    pub keep_tiles: i64,
-}
-
-type Horizons = Arc<arc_swap::ArcSwap<HashMap<u64, AggHorizon>>>;
+type Layouts = Arc<arc_swap::ArcSwap<HashMap<u64, aggs::AggLayout>>>;
 
 /// What the store remembers about one view (by fingerprint).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -79,6 +68,12 @@ pub struct ViewMeta {
     pub pending_generation: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_load: Option<LoadRecord>,
+    /// For an aggregating view: the coarse tile sizes, in microseconds, that
+    /// the active generation holds for every one of its events. `None`: it
+    /// was written before coarse tiles existed (fine tiles only), and is
+    /// rebuilt at the next start ([`Store::build_coarse_tiles`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse_spans_micros: Option<Vec<i64>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -101,7 +96,7 @@ pub struct Store {
     /// Background compactions of freshly loaded generations, one at a time.
     compactor: Mutex<Option<Compactor>>,
     /// Read by the `aggs` compaction filter.
-    horizons: Horizons,
+    layouts: Layouts,
 }
 
 struct Compactor {
@@ -189,15 +184,15 @@ impl Store {
         aggs.set_block_based_table_factory(&agg_table);
         aggs.set_write_buffer_size(config.write_buffer_mb << 20);
         aggs.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        aggs.set_merge_operator("agg_merge", agg_merge, agg_merge);
+        aggs.set_merge_operator("agg_merge", aggs::agg_merge, aggs::agg_merge);
         // RocksDB filters values, not merge operands: an expired tile goes in
         // the compaction after the one that merged it into a value. Rewrite
         // every file at least daily so that happens even without new writes.
         aggs.set_periodic_compaction_seconds(24 * 3600);
-        let horizons: Horizons = Arc::default();
-        let filter_horizons = horizons.clone();
+        let layouts: Layouts = Arc::default();
+        let filter_layouts = layouts.clone();
         aggs.set_compaction_filter("expired_tiles", move |_level: u32, key: &[u8], _value: &[u8]| {
-            if tile_expired(&filter_horizons.load(), key, crate::now_micros()) {
+            if aggs::tile_expired(&filter_layouts.load(), key, crate::now_micros()) {
                 rocksdb::compaction_filter::Decision::Remove
             } else {
                 rocksdb::compaction_filter::Decision::Keep
@@ -221,7 +216,7 @@ impl Store {
             sst_options,
             cache,
             compactor: Mutex::new(None),
-            horizons,
+            layouts,
         };
         store.recover()?;
         Ok(store)
@@ -318,10 +313,10 @@ impl Store {
         )
     }
 
-    /// Which tiles of which aggregating views (by fingerprint) compaction may
-    /// delete: those more than `keep_tiles` before the current tile.
-    pub fn set_agg_horizons(&self, horizons: HashMap<u64, AggHorizon>) {
-        self.horizons.store(Arc::new(horizons));
+    /// How each aggregating view (by fingerprint) lays out its tiles: which
+    /// of them compaction may delete.
+    pub fn set_agg_layouts(&self, layouts: HashMap<u64, aggs::AggLayout>) {
+        self.layouts.store(Arc::new(layouts));
     }
 
     /// The next offset to consume per (topic, partition) of a stream source,
@@ -336,56 +331,6 @@ impl Store {
             let (topic, partition) = rest.rsplit_once('/').context("corrupt offset key")?;
             let offset: [u8; 8] = value.as_ref().try_into().context("corrupt offset")?;
             out.insert((topic.to_string(), partition.parse()?), i64::from_le_bytes(offset));
-        }
-        Ok(out)
-    }
-
-    /// Every aggregate state of the entities `entity_keys` (each a view
-    /// prefix followed by an entity key) whose tile lies in `tiles`, and its
-    /// lifetime state. `None` for an entity with no state at all.
-    pub fn read_agg_states(
-        &self,
-        entity_keys: &[Vec<u8>],
-        key_parts: usize,
-        tiles: std::ops::RangeInclusive<i64>,
-    ) -> Result<Vec<Option<AggStates>>, ReadError> {
-        use fstore_dsl::agg::State;
-        let mut iter = self.db.raw_iterator_cf(self.cf(CF_AGGS));
-        let mut out = Vec::with_capacity(entity_keys.len());
-        let mut seek = Vec::with_capacity(64);
-        for entity in entity_keys {
-            seek.clear();
-            seek.extend_from_slice(entity);
-            keys::push_tile(&mut seek, *tiles.start());
-            iter.seek(&seek);
-            let mut found = AggStates::default();
-            let mut any = false;
-            while let Some((key, value)) = iter.item() {
-                if !key.starts_with(entity) {
-                    break;
-                }
-                let slot = keys::agg_slot(&key[keys::PREFIX_LEN..], key_parts)
-                    .ok_or(ReadError::Corrupt(codec::CorruptRow("aggregate key")))?;
-                any = true;
-                match slot {
-                    keys::AggSlot::Tile(t) if tiles.contains(&t) => found.tiles.push((
-                        t,
-                        State::decode(value)
-                            .map_err(|_| ReadError::Corrupt(codec::CorruptRow("tile state")))?,
-                    )),
-                    keys::AggSlot::Tile(_) => {}
-                    keys::AggSlot::Lifetime => {
-                        found.lifetime = Some(
-                            State::decode(value)
-                                .map_err(|_| ReadError::Corrupt(codec::CorruptRow("lifetime state")))?,
-                        );
-                        break;
-                    }
-                }
-                iter.next();
-            }
-            iter.status().map_err(ReadError::Store)?;
-            out.push(any.then_some(found));
         }
         Ok(out)
     }
@@ -592,40 +537,6 @@ fn compact_generation(db: &DB, fingerprint: u64, generation: u32) {
     }
 }
 
-/// Whether an `aggs` key is a tile that no window can reach at time `now`.
-fn tile_expired(horizons: &HashMap<u64, AggHorizon>, key: &[u8], now: i64) -> bool {
-    let Some(fingerprint) = key.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else {
-        return false;
-    };
-    let Some(h) = horizons.get(&fingerprint) else { return false };
-    match key.get(keys::PREFIX_LEN..).and_then(|rest| keys::agg_slot(rest, h.key_parts)) {
-        Some(keys::AggSlot::Tile(t)) => {
-            t < fstore_dsl::agg::tile_of(now, h.resolution_micros).saturating_sub(h.keep_tiles)
-        }
-        _ => false,
-    }
-}
-
-/// Merge partial aggregate states; see `fstore_dsl::agg`.
-///
-/// Never fails: a `None` here makes RocksDB fail the read and, in a
-/// compaction, stop every later write. When nothing decodes (corrupt bytes
-/// on disk), the existing value or the last operand is kept as it is, and
-/// the read of that one key reports the corruption.
-fn agg_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    fstore_dsl::agg::merge_encoded(existing, operands)
-        .or_else(|| existing.or_else(|| operands.iter().last()).map(<[u8]>::to_vec))
-        .or_else(|| Some(Vec::new()))
-}
-
-/// The aggregate states of one entity that a lookup needs.
-#[derive(Debug, Default)]
-pub struct AggStates {
-    /// (tile index, state), in tile order.
-    pub tiles: Vec<(i64, fstore_dsl::agg::State)>,
-    pub lifetime: Option<fstore_dsl::agg::State>,
-}
-
 /// How hard a write must be made durable before it returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -822,51 +733,6 @@ mod tests {
     }
 
     #[test]
-    fn compaction_deletes_tiles_no_window_can_reach_and_keeps_the_rest() {
-        use fstore_dsl::agg::{Partial, State};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
-        let (fp, minute) = (9u64, 60_000_000i64);
-        // A view with a longest window of 5 one-minute tiles.
-        let horizon = AggHorizon { key_parts: 1, resolution_micros: minute, keep_tiles: 5 };
-        store.set_agg_horizons(HashMap::from([(fp, horizon)]));
-        let now_tile = crate::now_micros() / minute;
-        let key = |slot: Option<i64>| {
-            let mut k = keys::view_prefix(fp, 1).to_vec();
-            keys::push_key_part(&mut k, keys::KeyPart::Int(1));
-            match slot {
-                Some(t) => keys::push_tile(&mut k, t),
-                None => keys::push_lifetime(&mut k),
-            }
-            k
-        };
-        let mut state = Vec::new();
-        State(vec![Partial::Count(1)]).encode(&mut state);
-        let mut batch = store.batch();
-        for age in 0..20 {
-            batch.merge_agg(&key(Some(now_tile - age)), &state);
-        }
-        batch.merge_agg(&key(None), &state);
-        store.write_rows(batch, Durability::Wal).unwrap();
-        assert_eq!(store.count_agg_states(fp, 1).unwrap(), 21);
-        store.flush_rows().unwrap();
-        store.db.flush_cf(store.cf(CF_AGGS)).unwrap();
-        // The first compaction turns merge operands into values (RocksDB does
-        // not filter operands); the next one filters those values.
-        store.compact_aggs();
-        store.compact_aggs();
-        // Tiles now_tile-5 ..= now_tile stay (one tile of slack), and the
-        // lifetime state; the 14 older tiles are gone.
-        assert_eq!(store.count_agg_states(fp, 1).unwrap(), 7);
-        let found = store
-            .read_agg_states(&[key(None)[..key(None).len() - 1].to_vec()], 1, now_tile - 4..=now_tile)
-            .unwrap();
-        let found = found[0].as_ref().unwrap();
-        assert_eq!(found.tiles.len(), 5);
-        assert!(found.lifetime.is_some());
-    }
-
-    #[test]
     fn open_discards_an_unfinished_replace_and_old_generations() {
         let dir = tempfile::tempdir().unwrap();
         let fp = 42;
@@ -882,8 +748,12 @@ mod tests {
                 batch.upsert(&key(g), &row(1, g as u8));
             }
             store.write_rows(batch, Durability::Sync).unwrap();
-            let meta =
-                ViewMeta { view: "v".into(), generation: 2, pending_generation: Some(3), last_load: None };
+            let meta = ViewMeta {
+                view: "v".into(),
+                generation: 2,
+                pending_generation: Some(3),
+                ..ViewMeta::default()
+            };
             store.put_view_metas(&[(fp, meta)]).unwrap();
         }
         let store = Store::open(dir.path(), &Config::defaults().store).unwrap();

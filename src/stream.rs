@@ -516,6 +516,7 @@ impl Applier {
                     let mut meta = engine.store.view_meta(info.fingerprint)?.unwrap_or_default();
                     meta.view = info.name.clone();
                     meta.generation = meta.generation.max(1);
+                    meta.coarse_spans_micros = info.coarse_spans_micros();
                     fresh.push((info.fingerprint, meta.clone()));
                     meta.generation
                 }

@@ -6,8 +6,9 @@
 //! - a **row view** evaluates its filter and features over the batch and
 //!   upserts one encoded row per event (the store keeps the newest per key);
 //! - an **aggregating view** evaluates its filter, arguments and `where`
-//!   conditions, folds the events into partial states per (entity, tile) and
-//!   per entity for lifetime aggregates, and merges those into the store.
+//!   conditions, folds the events into partial states per (entity, tile),
+//!   for the fine tile and each coarse tile that holds it (`fstore_dsl::tiles`),
+//!   and per entity for lifetime aggregates, and merges those into the store.
 //!   An event whose tile is older than the view's longest window plus one
 //!   tile is too late for every window: it is counted and only its lifetime
 //!   aggregates take it.
@@ -26,7 +27,7 @@ use fstore_dsl::DataType;
 
 use crate::registry::Registry;
 use crate::store::codec::{encode_row, ColumnRef};
-use crate::store::keys::{push_key_part, push_lifetime, push_tile, view_prefix, KeyPart};
+use crate::store::keys::{push_key_part, push_lifetime, push_tile_of_span, view_prefix, KeyPart};
 use crate::store::Batch;
 
 /// One view being written, and where.
@@ -115,7 +116,12 @@ pub fn apply(
                     .map_err(|e| anyhow::anyhow!("evaluating view `{}`: {e}", view.name))?;
                 let oldest_tile = agg::horizon_tiles(features, resolution)
                     .map(|h| agg::tile_of(events.now, resolution).saturating_sub(h));
-                Kind::Agg { features, resolution, inputs, oldest_tile }
+                let coarse = registry.views[target.view]
+                    .agg_layout
+                    .as_ref()
+                    .map(|l| l.coarse_spans_micros())
+                    .unwrap_or_default();
+                Kind::Agg { features, resolution, inputs, oldest_tile, coarse }
             }
         };
         prepared.push((target, keys, filter, kind));
@@ -170,7 +176,7 @@ pub fn apply(
         }
         let mut late = false;
         for (target, keys, filter, kind) in &prepared {
-            let Kind::Agg { features, resolution, inputs, oldest_tile } = kind else { continue };
+            let Kind::Agg { features, resolution, inputs, oldest_tile, coarse } = kind else { continue };
             if filter.as_ref().is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
                 continue;
             }
@@ -181,12 +187,17 @@ pub fn apply(
             if let Some(oldest) = oldest_tile {
                 let tile = agg::tile_of(event_time, *resolution);
                 if tile >= *oldest {
-                    push_tile(&mut key, tile);
-                    states
-                        .entry(key.clone())
-                        .or_insert_with(|| State::tile(features))
-                        .add(features, inputs, row, event_time, seq);
-                    key.truncate(entity_len);
+                    // The fine tile, and the coarse tile of each size that holds it.
+                    let start = tile.saturating_mul(*resolution);
+                    let spans = std::iter::once(*resolution).chain(coarse.iter().copied());
+                    for span in spans {
+                        push_tile_of_span(&mut key, *resolution, span, start.div_euclid(span));
+                        states
+                            .entry(key.clone())
+                            .or_insert_with(|| State::tile(features))
+                            .add(features, inputs, row, event_time, seq);
+                        key.truncate(entity_len);
+                    }
                 } else {
                     late = true;
                 }
@@ -210,7 +221,14 @@ pub fn apply(
 
 enum Kind<'a> {
     Row(Vec<(DataType, arrow::array::ArrayRef)>),
-    Agg { features: &'a [AggFeature], resolution: i64, inputs: agg::Inputs, oldest_tile: Option<i64> },
+    Agg {
+        features: &'a [AggFeature],
+        resolution: i64,
+        inputs: agg::Inputs,
+        oldest_tile: Option<i64>,
+        /// Coarse tile sizes in microseconds (see `fstore_dsl::tiles`).
+        coarse: Vec<i64>,
+    },
 }
 
 fn entity_key(key: &mut Vec<u8>, target: &Target, keys: &[(DataType, arrow::array::ArrayRef)], row: usize) {

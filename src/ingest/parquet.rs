@@ -562,6 +562,10 @@ impl<'a> Load<'a> {
             .iter()
             .map(|t| {
                 let mut meta = t.previous.clone();
+                if t.generation != meta.generation {
+                    // A new generation, written with this version's tiles.
+                    meta.coarse_spans_micros = self.registry.views[t.view].coarse_spans_micros();
+                }
                 meta.generation = t.generation;
                 meta.pending_generation = None;
                 meta.last_load = Some(record.clone());

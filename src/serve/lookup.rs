@@ -12,9 +12,11 @@ use crate::ingest::events;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
 use crate::registry::{Registry, Selection, ViewInfo, ViewRead};
 use crate::serve::auth::Caller;
+use crate::store::aggs::TileRun;
 use crate::store::keys::{push_key_part, view_prefix, KeyPart};
 use fstore_dsl::agg::{self, Scalar};
 use fstore_dsl::plan::{AggFeature, ViewBody};
+use fstore_dsl::tiles;
 
 /// Row reads above which a lookup is heavy.
 const HEAVY_ROW_READS: usize = 256;
@@ -122,9 +124,8 @@ pub fn get_online_features(
             })
             .collect();
         let ttl_micros = info.ttl.map(|t| t.as_micros().min(i64::MAX as u128) as i64);
-        if let ViewBody::Aggregating { resolution, features } = &registry.plan.views[read.view].body {
-            let resolution = resolution.as_micros() as i64;
-            aggregate(engine, info, read, features, resolution, now, ttl_micros, &keys, &mut columns)?;
+        if let ViewBody::Aggregating { features, .. } = &registry.plan.views[read.view].body {
+            aggregate(engine, info, read, features, now, ttl_micros, &keys, &mut columns)?;
             continue;
         }
         let rows_found = engine
@@ -156,26 +157,40 @@ pub fn get_online_features(
 }
 
 /// Fill the columns of an aggregating view: merge each entity's tiles into
-/// its windows at time `now` (see `fstore_dsl::agg`).
+/// its windows at time `now` (see `fstore_dsl::agg`), reading for each
+/// window only the tiles of its cover (`fstore_dsl::tiles`): coarse tiles
+/// for its interior, fine ones at its edges.
 #[allow(clippy::too_many_arguments)]
 fn aggregate(
     engine: &Engine,
     info: &ViewInfo,
     read: &ViewRead,
     features: &[AggFeature],
-    resolution: i64,
     now: i64,
     ttl_micros: Option<i64>,
     keys: &[Vec<u8>],
     columns: &mut [proto::FeatureColumn],
 ) -> Result<(), Error> {
-    let current = agg::tile_of(now, resolution);
-    // Tiles older than the longest window are never read; with no windowed
-    // feature, none are.
-    let oldest = agg::horizon_tiles(features, resolution).map_or(current + 1, |h| current - h + 1);
+    let Some(layout) = &info.agg_layout else {
+        return Err(Error::internal(
+            format!("view `{}` has no tile layout", info.name),
+            anyhow::anyhow!("an aggregating view without one"),
+        ));
+    };
+    let resolution = layout.resolution_micros;
+    let covers = agg::window_covers(features, resolution, &layout.ladder, now);
+    let runs: Vec<TileRun> = tiles::union(covers.iter().flatten())
+        .into_iter()
+        .map(|r| TileRun {
+            level: r.level,
+            span_micros: layout.span_micros(r.level),
+            first: r.first,
+            last: r.last,
+        })
+        .collect();
     let states = engine
         .store
-        .read_agg_states(keys, info.key_names.len(), oldest..=current)
+        .read_agg_states(keys, resolution, &runs)
         .map_err(|e| Error::internal(format!("reading the aggregates of view `{}`", info.name), e))?;
     for found in states {
         let Some(found) = found else {
@@ -185,7 +200,11 @@ fn aggregate(
         let newest =
             found.lifetime.as_ref().and_then(|l| events::newest_event_time(l, features)).unwrap_or(0);
         let expired = ttl_micros.is_some_and(|ttl| now.saturating_sub(newest) > ttl);
-        let values = agg::finalize(features, resolution, now, &found.tiles, found.lifetime.as_ref());
+        let mut values = agg::Finalizer::new(features, &covers);
+        for (level, index, state) in &found.tiles {
+            values.fold(*level, *index, state);
+        }
+        let values = values.finish(features, found.lifetime.as_ref());
         for &(feature, column) in &read.features {
             let (value, status) = match &values[feature] {
                 _ if expired => (proto::Value::default(), FieldStatus::OutsideMaxAge),

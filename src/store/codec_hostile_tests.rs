@@ -390,7 +390,7 @@ mod merge_operators {
                         Operand::Garbage(_) => None,
                     })
                     .sum();
-                let states = store.read_agg_states(&[entity(id)], 1, 0..=0).expect("read states");
+                let states = store.read_agg_states(&[entity(id)], 60_000_000, &[]).expect("read states");
                 let lifetime = states[0].as_ref().and_then(|s| s.lifetime.clone());
                 prop_assert_eq!(lifetime, Some(State(vec![Partial::Count(count)])));
                 expected_rows.borrow_mut().push((id, want));
@@ -406,7 +406,7 @@ mod merge_operators {
             assert_eq!(got.as_ref(), Some(want), "entity {id} after compaction");
         }
         for (id, count) in expected_counts.borrow().iter() {
-            let states = store.read_agg_states(&[entity(*id)], 1, 0..=0).expect("read states");
+            let states = store.read_agg_states(&[entity(*id)], 60_000_000, &[]).expect("read states");
             let lifetime = states[0].as_ref().and_then(|s| s.lifetime.clone());
             assert_eq!(lifetime, Some(State(vec![Partial::Count(*count)])), "entity {id} after compaction");
         }
@@ -433,7 +433,7 @@ mod merge_operators {
         let kept = read[0].as_ref().expect("the read succeeds").as_ref().expect("something is kept").to_vec();
         assert!(decode_row(&kept, &[]).is_err(), "the kept bytes decode as corrupt");
         assert!(read[1].is_ok(), "other keys read fine");
-        let states = store.read_agg_states(&[entity(1)], 1, 0..=0);
+        let states = store.read_agg_states(&[entity(1)], 60_000_000, &[]);
         if let Ok(states) = states {
             assert!(states[0].as_ref().is_none_or(|s| s.lifetime.is_none()), "garbage is never a state");
         }

@@ -25,12 +25,18 @@
 //! entity and tile, and once per entity for lifetime aggregates:
 //!
 //! ```text
-//! view fingerprint | generation | entity key | 0x10 tile index (i64 BE, sign bit flipped)
-//! view fingerprint | generation | entity key | 0x20                (lifetime state)
+//! view fingerprint | generation | entity key | 0x10 tile index                  (fine tile)
+//! view fingerprint | generation | entity key | 0x11 span (u64 BE) | tile index (coarse tile)
+//! view fingerprint | generation | entity key | 0x20                              (lifetime state)
 //! ```
 //!
-//! so one entity's tiles are contiguous, in time order, followed by its
-//! lifetime state: a lookup is one seek and a short forward scan.
+//! Tile indices are i64 big-endian with the sign bit flipped. A coarse tile
+//! of span S microseconds and index k holds the events of [k·S, (k+1)·S)
+//! (see `fstore_dsl::tiles`); naming its span in the key keeps the tiles of
+//! each size apart whatever sizes a later version keeps. One entity's fine
+//! tiles are contiguous in time order, then its coarse tiles by size and
+//! time, then its lifetime state: each run of tiles a window reads is one
+//! seek and a short forward scan.
 
 /// One entity key column's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,12 +86,40 @@ pub fn push_key_part(out: &mut Vec<u8>, part: KeyPart<'_>) {
 }
 
 const TAG_TILE: u8 = 0x10;
+const TAG_COARSE: u8 = 0x11;
 const TAG_LIFETIME: u8 = 0x20;
 
-/// Append the suffix of the state of tile `tile` (after the entity key).
+/// Append the suffix of the state of fine tile `tile` (after the entity key).
 pub fn push_tile(out: &mut Vec<u8>, tile: i64) {
     out.push(TAG_TILE);
+    push_index(out, tile);
+}
+
+/// Append the suffix of the state of the coarse tile of `span_micros` with
+/// index `tile` (after the entity key).
+pub fn push_coarse_tile(out: &mut Vec<u8>, span_micros: i64, tile: i64) {
+    out.push(TAG_COARSE);
+    out.extend_from_slice(&(span_micros as u64).to_be_bytes());
+    push_index(out, tile);
+}
+
+/// Append the suffix of the tile of `span_micros` (the view's resolution for
+/// a fine tile) with index `tile`.
+pub fn push_tile_of_span(out: &mut Vec<u8>, resolution_micros: i64, span_micros: i64, tile: i64) {
+    if span_micros == resolution_micros {
+        push_tile(out, tile)
+    } else {
+        push_coarse_tile(out, span_micros, tile)
+    }
+}
+
+fn push_index(out: &mut Vec<u8>, tile: i64) {
     out.extend_from_slice(&((tile as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+fn read_index(raw: &[u8]) -> Option<i64> {
+    let raw: [u8; 8] = raw.try_into().ok()?;
+    Some((u64::from_be_bytes(raw) ^ (1 << 63)) as i64)
 }
 
 /// Append the suffix of an entity's lifetime state (sorts after all its tiles).
@@ -96,7 +130,13 @@ pub fn push_lifetime(out: &mut Vec<u8>) {
 /// What an `aggs` key holds, read from its suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggSlot {
+    /// A fine tile, by index.
     Tile(i64),
+    /// A coarse tile: its span in microseconds and its index.
+    Coarse {
+        span_micros: i64,
+        tile: i64,
+    },
     Lifetime,
 }
 
@@ -105,9 +145,11 @@ pub enum AggSlot {
 pub fn agg_slot(after_prefix: &[u8], key_parts: usize) -> Option<AggSlot> {
     let rest = after_prefix.get(entity_key_len(after_prefix, key_parts)?..)?;
     match rest.split_first()? {
-        (&TAG_TILE, raw) => {
-            let raw: [u8; 8] = raw.try_into().ok()?;
-            Some(AggSlot::Tile((u64::from_be_bytes(raw) ^ (1 << 63)) as i64))
+        (&TAG_TILE, raw) => Some(AggSlot::Tile(read_index(raw)?)),
+        (&TAG_COARSE, raw) if raw.len() == 16 => {
+            let span: [u8; 8] = raw[..8].try_into().ok()?;
+            let span_micros = i64::try_from(u64::from_be_bytes(span)).ok().filter(|s| *s > 0)?;
+            Some(AggSlot::Coarse { span_micros, tile: read_index(&raw[8..])? })
         }
         (&TAG_LIFETIME, []) => Some(AggSlot::Lifetime),
         _ => None,
@@ -250,6 +292,8 @@ mod tests {
             parts in proptest::collection::vec(part(), 1..3),
             a in any::<i64>(),
             b in any::<i64>(),
+            span in 1i64..i64::MAX,
+            other_span in 1i64..i64::MAX,
         ) {
             let entity = encode(&parts);
             let key = |slot: Option<i64>| {
@@ -260,8 +304,25 @@ mod tests {
                 }
                 k
             };
+            let coarse = |span: i64, t: i64| {
+                let mut k = entity.clone();
+                push_coarse_tile(&mut k, span, t);
+                k
+            };
             prop_assert_eq!(key(Some(a)).cmp(&key(Some(b))), a.cmp(&b));
             prop_assert!(key(Some(a)) < key(None));
+            // Coarse tiles: after every fine tile, grouped by span, in time
+            // order within a span, before the lifetime state.
+            prop_assert!(key(Some(a)) < coarse(span, b));
+            prop_assert!(coarse(span, a) < key(None));
+            prop_assert_eq!(coarse(span, a).cmp(&coarse(span, b)), a.cmp(&b));
+            if span != other_span {
+                prop_assert_eq!(coarse(span, a).cmp(&coarse(other_span, b)), span.cmp(&other_span));
+            }
+            prop_assert_eq!(
+                agg_slot(&coarse(span, a), parts.len()),
+                Some(AggSlot::Coarse { span_micros: span, tile: a })
+            );
             prop_assert_eq!(agg_slot(&key(Some(a)), parts.len()), Some(AggSlot::Tile(a)));
             prop_assert_eq!(agg_slot(&key(None), parts.len()), Some(AggSlot::Lifetime));
             prop_assert_eq!(agg_slot(&entity, parts.len()), None);

@@ -13,3 +13,4 @@ mod crash;
 mod e2e;
 mod replace;
 mod stream;
+mod windows;

@@ -23,6 +23,10 @@
 //!   event ever seen for the key, and holds the partials of the features
 //!   without `over`; its windowed slots are `Empty`.
 //!
+//! Beside the tiles of size R the store keeps coarser ones (an hour, a day),
+//! each the merge of a whole run of tiles; [`crate::tiles`] says which a
+//! window reads, and [`Finalizer`] folds them into the features' values.
+//!
 //! Ingest evaluates each batch's feature arguments and conditions once
 //! ([`evaluate`]), then folds each event into its tile's state and into the
 //! lifetime state ([`State::add`]). States are stored [encoded](State::encode)
@@ -66,6 +70,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::eval::{eval, EvalError};
 use crate::plan::{AggFeature, AggFunc};
+use crate::tiles::{Cover, Ladder};
 use crate::types::{DataType, ElementType};
 
 // ---------------------------------------------------------------------------
@@ -783,7 +788,7 @@ fn fold_stamped_ref<'a>(
 }
 
 /// Every feature's value at request time `now` (`None` is null), of its
-/// declared type.
+/// declared type, from fine tiles alone.
 ///
 /// `tiles` holds the key's tile states as (tile index, state), in any order;
 /// a windowed feature of W/R tiles merges its slot over the tiles with index
@@ -797,36 +802,64 @@ pub fn finalize(
     tiles: &[(i64, State)],
     lifetime: Option<&State>,
 ) -> Vec<Option<Scalar>> {
-    let current = tile_of(now, resolution);
-    // Per feature: the first tile its window covers (None: lifetime), and its accumulator.
-    let mut accs: Vec<(Option<i64>, Acc)> = features
-        .iter()
-        .map(|f| {
-            let first = window_tiles(f, resolution).map(|w| current.saturating_sub(w - 1));
-            (first, Acc::identity(f))
-        })
-        .collect();
-    let oldest = accs.iter().filter_map(|(first, _)| *first).min();
-    if let Some(oldest) = oldest {
-        for (k, state) in tiles {
-            if *k > current || *k < oldest {
-                continue;
-            }
-            for ((first, acc), p) in accs.iter_mut().zip(&state.0) {
-                if first.is_some_and(|first| *k >= first) {
-                    acc.fold(p);
-                }
-            }
-        }
+    let covers = window_covers(features, resolution, &Ladder::fine(), now);
+    let mut values = Finalizer::new(features, &covers);
+    for (k, state) in tiles {
+        values.fold(0, *k, state);
     }
-    if let Some(lifetime) = lifetime {
-        for ((first, acc), p) in accs.iter_mut().zip(&lifetime.0) {
-            if first.is_none() {
+    values.finish(features, lifetime)
+}
+
+/// Per feature, the tiles of `ladder` its window reads at request time
+/// `now`: the [`Cover`] of fine tiles [c − W/R + 1, c], c = [`tile_of`]`(now,
+/// resolution)`. `None` for a lifetime feature.
+pub fn window_covers(
+    features: &[AggFeature],
+    resolution: i64,
+    ladder: &Ladder,
+    now: i64,
+) -> Vec<Option<Cover>> {
+    let current = tile_of(now, resolution);
+    features
+        .iter()
+        .map(|f| window_tiles(f, resolution).map(|w| ladder.cover(current.saturating_sub(w - 1), current)))
+        .collect()
+}
+
+/// Folds one key's stored states into its features' values at one request
+/// time: each tile state into the features whose [`Cover`] holds that tile,
+/// the lifetime state into the lifetime features. States may come in any
+/// order; only the values returned are cloned, once.
+pub struct Finalizer<'a> {
+    accs: Vec<(Option<&'a Cover>, Acc<'a>)>,
+}
+
+impl<'a> Finalizer<'a> {
+    /// `covers` from [`window_covers`], one per feature.
+    pub fn new(features: &[AggFeature], covers: &'a [Option<Cover>]) -> Finalizer<'a> {
+        Finalizer { accs: features.iter().zip(covers).map(|(f, c)| (c.as_ref(), Acc::identity(f))).collect() }
+    }
+
+    /// Fold the state of tile `index` of ladder level `level`.
+    pub fn fold(&mut self, level: usize, index: i64, state: &'a State) {
+        for ((cover, acc), p) in self.accs.iter_mut().zip(&state.0) {
+            if cover.is_some_and(|c| c.contains(level, index)) {
                 acc.fold(p);
             }
         }
     }
-    accs.into_iter().zip(features).map(|((_, acc), f)| acc.value(f.ty)).collect()
+
+    /// The values, with the lifetime features read from `lifetime`.
+    pub fn finish(mut self, features: &[AggFeature], lifetime: Option<&'a State>) -> Vec<Option<Scalar>> {
+        if let Some(lifetime) = lifetime {
+            for ((cover, acc), p) in self.accs.iter_mut().zip(&lifetime.0) {
+                if cover.is_none() {
+                    acc.fold(p);
+                }
+            }
+        }
+        self.accs.into_iter().zip(features).map(|((_, acc), f)| acc.value(f.ty)).collect()
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 //!   [`diag::Diagnostic`]s with file, line, column, a caret and a hint.
 //! - [`eval`]: runs typed row expressions over Arrow record batches.
 //! - [`agg`]: aggregations: partial aggregates per tile, their storage encoding and windowed values.
+//! - [`tiles`]: tiles at several sizes, and which of them a window reads.
 //! - [`hash`]: the platform-stable hash behind `hash_bucket`.
 //!
 //! The language itself is documented for users in the project's `docs/dsl.md`.
@@ -25,6 +26,7 @@ pub mod hash;
 pub mod lex;
 pub mod parse;
 pub mod plan;
+pub mod tiles;
 pub mod types;
 
 pub use check::check;

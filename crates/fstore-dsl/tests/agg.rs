@@ -6,6 +6,8 @@
 //!   orders, directly, through encode/decode and through `merge_encoded`, and
 //!   finalized at several request times; every value must equal a naive
 //!   computation over the raw event list, written here independently.
+//! - The same over coarse tiles: windows read through a random ladder's
+//!   covers give the same naive values.
 //! - The state encoding: round trips, and never a panic on arbitrary bytes.
 
 use std::collections::BTreeMap;
@@ -17,8 +19,9 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::Int64Type;
-use fstore_dsl::agg::{self, finalize, merge_encoded, tile_of, Scalar, State};
+use fstore_dsl::agg::{self, finalize, merge_encoded, tile_of, Finalizer, Scalar, State};
 use fstore_dsl::plan::{AggFeature, AggFunc, Expr, ExprKind, ViewBody};
+use fstore_dsl::tiles::Ladder;
 use fstore_dsl::{check, render, DataType, ElementType, SourceFile};
 use proptest::prelude::*;
 
@@ -511,6 +514,65 @@ proptest! {
             for ((s, f), got) in specs.iter().zip(&features).zip(&got) {
                 let expected = naive(s, &events, now);
                 prop_assert!(agrees(&expected, got), "{} at {}: expected {:?}, got {:?}", f.name, now, expected, got);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Coarse tiles change how many states a window reads, never its value:
+    /// events folded into the tiles of every level of a random ladder (as
+    /// ingest writes them), read back through each window's cover, give the
+    /// naive values, at request times on and off tile and coarse-tile edges.
+    #[test]
+    fn windows_read_through_coarse_tiles_equal_the_naive_values(
+        events in prop::collection::vec(event(), 0..40),
+        spans in prop::sample::select(vec![vec![1], vec![1, 2], vec![1, 2, 4], vec![1, 3], vec![1, 3, 6], vec![1, 2, 6, 12]]),
+        parts in 1usize..3,
+        seed in any::<u64>(),
+        nows in prop::collection::vec(
+            (-8i64..9, prop::sample::select(vec![0, 1, R / 2, R - 1])).prop_map(|(k, o)| k * R + o),
+            1..6,
+        ),
+    ) {
+        let specs = specs();
+        let features: Vec<AggFeature> = specs.iter().map(feature).collect();
+        let ladder = Ladder::new(spans).unwrap();
+        let mut rng = Rng(seed | 1);
+
+        let inputs = agg::evaluate(&features, &batch(&events)).unwrap();
+        let mut tile_parts: BTreeMap<(usize, i64, usize), State> = BTreeMap::new();
+        let mut lifetime = State::lifetime(&features);
+        for (row, e) in events.iter().enumerate() {
+            let fine = tile_of(e.time, R);
+            for level in 0..ladder.levels() {
+                tile_parts
+                    .entry((level, ladder.tile_at(level, fine), rng.below(parts)))
+                    .or_insert_with(|| State::tile(&features))
+                    .add(&features, &inputs, row, e.time, row as u64);
+            }
+            lifetime.add(&features, &inputs, row, e.time, row as u64);
+        }
+        let mut by_tile: BTreeMap<(usize, i64), Vec<State>> = BTreeMap::new();
+        for ((level, index, _), state) in tile_parts {
+            by_tile.entry((level, index)).or_default().push(state);
+        }
+        let mut tiles: Vec<((usize, i64), State)> =
+            by_tile.into_iter().map(|(at, parts)| (at, combine(parts, &mut rng))).collect();
+        rng.shuffle(&mut tiles);
+
+        for now in nows {
+            let covers = agg::window_covers(&features, R, &ladder, now);
+            let mut values = Finalizer::new(&features, &covers);
+            for ((level, index), state) in &tiles {
+                values.fold(*level, *index, state);
+            }
+            let got = values.finish(&features, Some(&lifetime));
+            for ((s, f), got) in specs.iter().zip(&features).zip(&got) {
+                let expected = naive(s, &events, now);
+                prop_assert!(agrees(&expected, got), "{} at {} over {:?}: expected {:?}, got {:?}", f.name, now, ladder, expected, got);
             }
         }
     }
