@@ -486,6 +486,16 @@ impl Store {
         let _ = compactor.jobs.send((fingerprint, generation));
     }
 
+    /// Wait for the background compactions queued so far to finish (a
+    /// dropped store cancels them instead).
+    pub fn finish_compactions(&self) {
+        let compactor = self.compactor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Compactor { jobs, worker }) = compactor {
+            drop(jobs);
+            let _ = worker.join();
+        }
+    }
+
     /// Point-read many row keys at once (RocksDB batched multi-get).
     pub fn multi_get_rows(
         &self,
