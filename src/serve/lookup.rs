@@ -21,15 +21,25 @@ use fstore_dsl::tiles;
 /// Row reads above which a lookup is heavy.
 const HEAVY_ROW_READS: usize = 256;
 
-/// Whether a request takes long enough (many row reads, or windows to
-/// merge) that it should not run on an async worker. Cheap: no lookup.
+/// What one key of an aggregating view costs, in row reads: a seek per run
+/// of tiles its windows read (at most two per tile size) and one for its
+/// lifetime state, and up to a few dozen states to decode and merge.
+const AGG_KEY_READS: usize = 16;
+
+/// Whether a request takes long enough (many row reads, or many keys'
+/// windows to merge) that it should not run on an async worker. Cheap: no
+/// lookup. A lookup of a key or two of an aggregating view runs inline.
 pub fn is_heavy(registry: &Registry, request: &proto::GetOnlineFeaturesRequest) -> bool {
     let rows = request.entities.values().map(|v| v.values.len()).max().unwrap_or(0);
     match &request.selector {
         Some(Selector::FeatureService(name)) => match registry.services.get(name) {
             Some(selection) => {
-                let aggregating = selection.views.iter().any(|r| registry.views[r.view].aggregating);
-                rows > 0 && (aggregating || rows * selection.views.len() > HEAVY_ROW_READS)
+                let per_row: usize = selection
+                    .views
+                    .iter()
+                    .map(|r| if registry.views[r.view].aggregating { AGG_KEY_READS } else { 1 })
+                    .sum();
+                rows * per_row > HEAVY_ROW_READS
             }
             None => false,
         },
