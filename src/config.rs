@@ -134,6 +134,9 @@ pub struct StoreConfig {
     /// snapshots settle: `none`, `lz4` or `zstd`. A lookup that misses the
     /// block cache decompresses a block, so this trades disk for tail latency.
     pub compression: Compression,
+    /// Read the serving generations into the block cache before reporting
+    /// SERVING, up to three quarters of `block_cache_mb`.
+    pub warm_cache_on_start: bool,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -438,6 +438,34 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
     Ok(serde_json::to_string_pretty(&doc)?)
 }
 
+/// Read every serving generation into the block cache, up to three
+/// quarters of it, so that a server that starts under load does not answer
+/// its first seconds from disk and decompression (BENCHMARKS.md, "Restart
+/// under load").
+fn warm_cache(engine: &Engine) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let generations = engine.generations();
+    let registry = engine.registry();
+    let prefixes: Vec<_> = registry
+        .views
+        .iter()
+        .filter_map(|v| {
+            Some(crate::store::keys::view_prefix(v.fingerprint, *generations.get(&v.fingerprint)?))
+        })
+        .collect();
+    drop(generations);
+    let budget = (engine.config.store.block_cache_mb as u64) << 20;
+    let read = engine.store.warm_cache(&prefixes, budget / 4 * 3)?;
+    tracing::info!(
+        views = prefixes.len(),
+        mb_read = read >> 20,
+        block_cache_mb = engine.store.property("rocksdb.block-cache-usage").unwrap_or(0) >> 20,
+        seconds = started.elapsed().as_secs_f64(),
+        "Warmed the block cache."
+    );
+    Ok(())
+}
+
 /// Serve until `shutdown` resolves. The listener is bound by the caller so
 /// that a test can ask for port 0 and learn the port.
 pub async fn run(
@@ -465,6 +493,18 @@ pub async fn run(
                 let e = engine.clone();
                 if let Err(err) = tokio::task::spawn_blocking(move || parquet::load_empty_sources(&e)).await {
                     tracing::error!(error = %err, "Initial load task failed.");
+                }
+            }
+            if engine.config.store.warm_cache_on_start {
+                let e = engine.clone();
+                match tokio::task::spawn_blocking(move || warm_cache(&e)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %format!("{err:#}"), "Warming the block cache failed; serving cold.")
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "Warming the block cache failed; serving cold.")
+                    }
                 }
             }
             health.set_serving::<FeatureServingServer<Serving>>().await;

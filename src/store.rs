@@ -486,6 +486,34 @@ impl Store {
         let _ = compactor.jobs.send((fingerprint, generation));
     }
 
+    /// Read the data of the generations named by `prefixes` (view prefixes,
+    /// see [`keys::view_prefix`]) into the block cache, rows and aggregate
+    /// states, until about `budget_bytes` of keys and values have been read.
+    /// Returns the bytes read. Lookups after it find those blocks
+    /// decompressed in memory.
+    pub fn warm_cache(&self, prefixes: &[[u8; keys::PREFIX_LEN]], budget_bytes: u64) -> anyhow::Result<u64> {
+        let mut read = 0u64;
+        for cf in [CF_ROWS, CF_AGGS] {
+            for prefix in prefixes {
+                let mut options = rocksdb::ReadOptions::default();
+                options.fill_cache(true);
+                options.set_readahead_size(4 << 20);
+                options.set_iterate_range(rocksdb::PrefixRange(&prefix[..]));
+                let mut iter = self.db.raw_iterator_cf_opt(self.cf(cf), options);
+                iter.seek(prefix);
+                while let Some((key, value)) = iter.item() {
+                    read += (key.len() + value.len()) as u64;
+                    if read >= budget_bytes {
+                        return Ok(read);
+                    }
+                    iter.next();
+                }
+                iter.status().context("reading the store into the block cache")?;
+            }
+        }
+        Ok(read)
+    }
+
     /// Wait for the background compactions queued so far to finish (a
     /// dropped store cancels them instead).
     pub fn finish_compactions(&self) {

@@ -13,4 +13,5 @@ mod crash;
 mod e2e;
 mod replace;
 mod stream;
+mod warm;
 mod windows;
