@@ -722,17 +722,7 @@ fn agg_expected(j: i64, user: i64) -> (i64, i64) {
 
 fn write_agg_snapshot(path: &Path, j: i64, now: i64) -> usize {
     let events = agg_snapshot(j, now);
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("user_id", Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.0)))),
-        ("v", Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.1)))),
-        (
-            "ts",
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.2)).with_timezone("UTC"),
-            ),
-        ),
-    ];
-    write_parquet(path, columns);
+    write_user_events(path, &events);
     events.len()
 }
 

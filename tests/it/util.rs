@@ -275,6 +275,23 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) {
     w.close().unwrap();
 }
 
+/// Write events (user_id, v, ts) as one Parquet file: int64 `user_id` and
+/// `v`, and `ts` a UTC timestamp in microseconds.
+pub fn write_user_events(path: &Path, events: &[(i64, i64, i64)]) {
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("user_id", Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.0)))),
+        ("v", Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.1)))),
+        (
+            "ts",
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.2)).with_timezone("UTC"),
+            ),
+        ),
+    ];
+    write_parquet(path, columns);
+}
+
 /// `message` with `authorization: Bearer <key>`.
 pub fn with_key<T>(message: T, key: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

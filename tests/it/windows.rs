@@ -3,9 +3,6 @@
 //! request times on and off tile edges, and still do after the store is
 //! opened by this version as an earlier one left it (fine tiles only).
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
 use fstore::proto::{value::Kind, FieldStatus};
 
 use crate::util::*;
@@ -141,17 +138,7 @@ fn a_week_of_windows_read_through_coarse_tiles_match_the_raw_events_before_and_a
     let now = fstore::now_micros();
     let events = events(now);
     let file = builder.root().join("incoming/events.parquet");
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("user_id", Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.0)))),
-        ("v", Arc::new(Int64Array::from_iter_values(events.iter().map(|e| e.1)))),
-        (
-            "ts",
-            Arc::new(
-                TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.2)).with_timezone("UTC"),
-            ),
-        ),
-    ];
-    write_parquet(&file, columns);
+    write_user_events(&file, &events);
     let mut server = builder.start();
     let out = server.cli(&["ingest", "--source", "events", "--replace", file.to_str().unwrap()]);
     assert!(out.status.success(), "ingest failed: {}{}", stdout(&out), stderr(&out));
