@@ -440,6 +440,14 @@ fn combine(mut parts: Vec<State>, rng: &mut Rng) -> State {
     }
 }
 
+/// A few request times, on tile edges and off them.
+fn request_times() -> impl Strategy<Value = Vec<i64>> {
+    prop::collection::vec(
+        (-8i64..9, prop::sample::select(vec![0, 1, R / 2, R - 1])).prop_map(|(k, o)| k * R + o),
+        1..6,
+    )
+}
+
 fn event() -> impl Strategy<Value = Event> {
     let time =
         (-6i64..6, prop::sample::select(vec![0, 1, 2, R / 2, R - 2, R - 1])).prop_map(|(k, o)| k * R + o);
@@ -469,10 +477,7 @@ proptest! {
         parts in 1usize..4,
         chunk in 1usize..16,
         seed in any::<u64>(),
-        nows in prop::collection::vec(
-            (-8i64..9, prop::sample::select(vec![0, 1, R / 2, R - 1])).prop_map(|(k, o)| k * R + o),
-            1..6,
-        ),
+        nows in request_times(),
     ) {
         let specs = specs();
         let features: Vec<AggFeature> = specs.iter().map(feature).collect();
@@ -532,10 +537,7 @@ proptest! {
         spans in prop::sample::select(vec![vec![1], vec![1, 2], vec![1, 2, 4], vec![1, 3], vec![1, 3, 6], vec![1, 2, 6, 12]]),
         parts in 1usize..3,
         seed in any::<u64>(),
-        nows in prop::collection::vec(
-            (-8i64..9, prop::sample::select(vec![0, 1, R / 2, R - 1])).prop_map(|(k, o)| k * R + o),
-            1..6,
-        ),
+        nows in request_times(),
     ) {
         let specs = specs();
         let features: Vec<AggFeature> = specs.iter().map(feature).collect();
