@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use fstore_dsl::plan::SourceKind;
@@ -117,7 +116,7 @@ pub fn apply(
         let engine = engine.clone();
         std::thread::Builder::new()
             .name("fstore-drop-views".into())
-            .spawn(move || drop_views(&engine, previous, &orphans))
+            .spawn(move || drop_views(&engine, &orphans))
             .context("starting the thread that drops old views")?;
     }
     tracing::info!(
@@ -195,25 +194,15 @@ fn orphans(engine: &Engine, previous: &Registry) -> Vec<(u64, String)> {
         .collect()
 }
 
-/// Drop the data of views no longer defined, once no request holds the
-/// registry that defined them.
-fn drop_views(engine: &Engine, previous: Arc<Registry>, orphans: &[(u64, String)]) {
-    let mut previous = previous;
-    for _ in 0..6000 {
-        match Arc::try_unwrap(previous) {
-            Ok(_) => break,
-            Err(still_held) => {
-                previous = still_held;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
+/// Retire the views no longer defined: each is unpublished at once and its
+/// data deleted once no request holds a snapshot naming it.
+fn drop_views(engine: &Engine, orphans: &[(u64, String)]) {
     for (fingerprint, source) in orphans {
         // A writer of the source finishes its batch (written with the old
-        // registry) before the data goes.
+        // registry) first; later batches read the new one.
         let lock = engine.source_lock(source);
         let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = engine.drop_view(*fingerprint) {
+        if let Err(e) = engine.catalog.retire(*fingerprint) {
             tracing::error!(
                 fingerprint = format!("{fingerprint:016x}"),
                 error = format!("{e:#}"),
@@ -228,10 +217,10 @@ fn drop_views(engine: &Engine, previous: Arc<Registry>, orphans: &[(u64, String)
 pub fn drop_unused_views(engine: &Engine) -> anyhow::Result<usize> {
     let live: HashSet<u64> = engine.registry().views.iter().map(|v| v.fingerprint).collect();
     let mut dropped = 0;
-    for (fingerprint, meta) in engine.store.view_metas()? {
+    for (fingerprint, meta) in engine.catalog.metas()? {
         if !live.contains(&fingerprint) {
             tracing::info!(view = %meta.view, fingerprint = format!("{fingerprint:016x}"), "Dropping the data of a view definition no longer in use.");
-            engine.drop_view(fingerprint)?;
+            engine.catalog.retire(fingerprint)?;
             dropped += 1;
         }
     }

@@ -2,10 +2,9 @@
 //! them together. Serving and ingest both work through an [`Engine`].
 //!
 //! Readers take two snapshots at the start of a request, the registry and
-//! the generation map, and hold them (as `Arc`s) until the response is built.
-//! A REPLACE publishes a new generation map and waits until no reader holds
-//! the old one before it deletes the old generation's data, so a request
-//! that started on the old snapshot finishes on it.
+//! the catalog's generation map, and hold them (as `Arc`s) until the
+//! response is built: a request that started on the old snapshot finishes on
+//! it ([`crate::catalog`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,19 +16,18 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::catalog::{Catalog, Snapshot};
 use crate::config::Config;
 use crate::ingest::IngestReport;
 use crate::registry::Registry;
 use crate::store::Store;
 
-/// Active generation per view fingerprint (absent = nothing loaded).
-pub type Generations = HashMap<u64, u32>;
-
 pub struct Engine {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<Store>,
+    /// Which generation of each view readers see.
+    pub catalog: Catalog,
     registry: ArcSwap<Registry>,
-    generations: ArcSwap<Generations>,
     /// One writer per source at a time: two loads of one source would race
     /// for its views' generations.
     source_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
@@ -67,20 +65,15 @@ impl Engine {
     pub fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
         crate::definitions::recover(&config.server.definitions_dir)?;
         let registry = Registry::load(&config.server.definitions_dir)?;
-        let store = Store::open(&config.server.data_dir, &config.store)?;
+        let store = Arc::new(Store::open(&config.server.data_dir, &config.store)?);
+        let catalog = Catalog::open(store.clone())?;
         store.set_agg_layouts(agg_layouts(&registry));
-        build_missing_coarse_tiles(&store, &registry)?;
-        let generations = store
-            .view_metas()?
-            .into_iter()
-            .filter(|(_, m)| m.generation > 0)
-            .map(|(fp, m)| (fp, m.generation))
-            .collect();
+        build_missing_coarse_tiles(&store, &catalog, &registry)?;
         Ok(Arc::new(Engine {
             config,
             store,
+            catalog,
             registry: ArcSwap::from_pointee(registry),
-            generations: ArcSwap::from_pointee(generations),
             source_locks: Mutex::default(),
             status: Mutex::default(),
             started: Instant::now(),
@@ -94,11 +87,10 @@ impl Engine {
         self.registry.load_full()
     }
 
-    /// The generation map readers use. Hold it only while serving one
-    /// request: a REPLACE waits for every holder of the map it replaces
-    /// before it deletes the old generation.
-    pub fn generations(&self) -> Arc<Generations> {
-        self.generations.load_full()
+    /// The generation map readers use ([`Catalog::snapshot`]). Hold it only
+    /// while serving one request: what it names stays on disk until then.
+    pub fn generations(&self) -> Arc<Snapshot> {
+        self.catalog.snapshot()
     }
 
     /// Reserve arrival numbers for `n` events; returns the first.
@@ -111,21 +103,9 @@ impl Engine {
     pub fn install(&self, next: Registry) -> anyhow::Result<Arc<Registry>> {
         // Views `next` brings back whose data an earlier version stored:
         // nothing writes to them until they are installed.
-        build_missing_coarse_tiles(&self.store, &next)?;
+        build_missing_coarse_tiles(&self.store, &self.catalog, &next)?;
         self.store.set_agg_layouts(agg_layouts(&next));
         Ok(self.registry.swap(Arc::new(next)))
-    }
-
-    /// Forget a view definition's data: unpublish it, wait for requests
-    /// reading it, then delete it.
-    pub fn drop_view(&self, fingerprint: u64) -> anyhow::Result<()> {
-        let old = self.generations.rcu(|current| {
-            let mut next = (**current).clone();
-            next.remove(&fingerprint);
-            next
-        });
-        Engine::wait_for_readers(old, Duration::from_secs(60));
-        self.store.drop_view(fingerprint)
     }
 
     pub fn register_stream(&self, stats: Arc<crate::stream::stats::StreamStats>) {
@@ -150,31 +130,6 @@ impl Engine {
     pub fn source_lock(&self, source: &str) -> Arc<Mutex<()>> {
         let mut locks = self.source_locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(source.to_string()).or_default().clone()
-    }
-
-    /// Make new generations visible to readers; returns the map they replace.
-    pub fn publish_generations(&self, updates: &[(u64, u32)]) -> Arc<Generations> {
-        // Read-copy-update, so two sources committing at once both land.
-        self.generations.rcu(|current| {
-            let mut next = (**current).clone();
-            for (fingerprint, generation) in updates {
-                next.insert(*fingerprint, *generation);
-            }
-            next
-        })
-    }
-
-    /// Wait until no request holds `old` (or `timeout` passes). Requests hold
-    /// their snapshot for the microseconds to milliseconds a lookup takes.
-    pub fn wait_for_readers(old: Arc<Generations>, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Arc::strong_count(&old) > 1 {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        true
     }
 
     /// A path named in a definition or an ingest request: relative paths are
@@ -208,10 +163,10 @@ fn agg_layouts(registry: &Registry) -> HashMap<u64, crate::store::aggs::AggLayou
 /// was written without them (by an earlier version, or with other sizes).
 /// Runs before anything writes to those views: at start, and for the views a
 /// definitions change brings in before they are installed.
-fn build_missing_coarse_tiles(store: &Store, registry: &Registry) -> anyhow::Result<()> {
+fn build_missing_coarse_tiles(store: &Store, catalog: &Catalog, registry: &Registry) -> anyhow::Result<()> {
     for info in &registry.views {
         let Some(layout) = &info.agg_layout else { continue };
-        let Some(mut meta) = store.view_meta(info.fingerprint)? else { continue };
+        let Some(meta) = catalog.meta(info.fingerprint)? else { continue };
         let spans = layout.coarse_spans_micros();
         if meta.generation == 0 || meta.coarse_spans_micros.as_ref() == Some(&spans) {
             continue;
@@ -220,8 +175,7 @@ fn build_missing_coarse_tiles(store: &Store, registry: &Registry) -> anyhow::Res
         let written = store
             .build_coarse_tiles(info.fingerprint, meta.generation, layout)
             .with_context(|| format!("building the coarse tiles of view `{}`", info.name))?;
-        meta.coarse_spans_micros = Some(spans);
-        store.put_view_metas(&[(info.fingerprint, meta)])?;
+        catalog.set_coarse_spans(info.fingerprint, Some(spans))?;
         tracing::info!(
             view = %info.name,
             coarse_tiles = written,

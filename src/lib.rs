@@ -12,8 +12,9 @@
 //! - [`registry`]: the checked definitions the server runs on, with services
 //!   resolved once and each view's schema fingerprint.
 //! - [`store`]: the RocksDB key layout, value encoding and the database.
-//! - [`engine`]: the running store: registry, database and the generation
-//!   map that makes REPLACE atomic for readers.
+//! - [`catalog`]: each view's generations: the targets of every write, the
+//!   published map readers use, retiring what no reader holds, recovery.
+//! - [`engine`]: the running store: registry, database and catalog.
 //! - [`definitions`]: replacing the definitions of a running server
 //!   (checked, swapped atomically, journalled to disk; the engine finishes
 //!   an interrupted apply when it opens).
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod config;

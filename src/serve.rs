@@ -375,7 +375,7 @@ fn ingest_error(e: IngestError) -> Error {
 pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String> {
     let registry = engine.registry();
     let generations = engine.generations();
-    let metas = engine.store.view_metas()?;
+    let metas = engine.catalog.metas()?;
     let views: Vec<_> = registry
         .views
         .iter()
@@ -430,7 +430,7 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
             "estimated_keys": engine.store.property("rocksdb.estimate-num-keys"),
             // View definitions with data on disk; more than the running
             // views while an apply's old data is being dropped.
-            "view_definitions_stored": metas.len(),
+            "view_definitions_stored": engine.catalog.stored_views()?,
             "live_sst_bytes": engine.store.property("rocksdb.live-sst-files-size"),
             "memtable_bytes": engine.store.property("rocksdb.cur-size-all-mem-tables"),
         },

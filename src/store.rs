@@ -14,17 +14,15 @@
 //!   tiles that no window can reach any more ([`Store::set_agg_layouts`]),
 //!   in the compaction after the one that merged them (RocksDB filters
 //!   values, not merge operands); every file is compacted at least daily.
-//! - `meta`: one JSON record per view fingerprint ([`ViewMeta`]): the active
-//!   generation, a generation being loaded, and the last load; and the next
-//!   Kafka offset to consume per source, topic and partition.
+//! - `meta`: the catalog's records of each view (`crate::catalog`: the
+//!   active generation, a generation being loaded, the last load), and the
+//!   next Kafka offset to consume per source, topic and partition.
 //!
 //! What is atomic: a stream batch's rows, aggregate states and consumed
 //! offsets go in one write ([`Batch`]), so after a crash the stored offsets
-//! say exactly which events the stored state holds. A REPLACE writes a whole new generation beside the active
-//! one, flushes it, then switches every affected view's active generation in
-//! one synced write to `meta`. Readers see the old generation or the new one.
-//! A crash before the switch leaves a `pending_generation` that [`Store::open`]
-//! deletes; a crash after it leaves old generations that open also deletes.
+//! say exactly which events the stored state holds. Which generation of a
+//! view readers see, and when an old one is deleted, is the catalog's
+//! (`crate::catalog`); this module stores what it is told to.
 //!
 //! This module never decides *what* to write (that is ingest's job) and never
 //! speaks gRPC.
@@ -44,7 +42,6 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBPinnableSlice, MergeOperands, Options, WriteBatch,
     WriteOptions, DB,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Compression, StoreConfig};
 use codec::DecodedRow;
@@ -55,35 +52,6 @@ const CF_META: &str = "meta";
 const CF_AGGS: &str = "aggs";
 
 type Layouts = Arc<arc_swap::ArcSwap<HashMap<u64, aggs::AggLayout>>>;
-
-/// What the store remembers about one view (by fingerprint).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ViewMeta {
-    /// The view's name when this record was last written (for humans).
-    pub view: String,
-    /// Generation readers use; 0 = nothing loaded yet.
-    pub generation: u32,
-    /// A REPLACE in progress (or interrupted by a crash) writes here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_generation: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_load: Option<LoadRecord>,
-    /// For an aggregating view: the coarse tile sizes, in microseconds, that
-    /// the active generation holds for every one of its events. `None`: it
-    /// was written before coarse tiles existed (fine tiles only), and is
-    /// rebuilt at the next start ([`Store::build_coarse_tiles`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coarse_spans_micros: Option<Vec<i64>>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct LoadRecord {
-    pub mode: String,
-    pub finished_at_micros: i64,
-    pub rows_written: u64,
-    pub rows_rejected: u64,
-    pub files: Vec<String>,
-}
 
 pub struct Store {
     db: Arc<DB>,
@@ -121,8 +89,8 @@ impl Drop for Store {
 }
 
 impl Store {
-    /// Open (or create) the database under `dir` and clean up after any
-    /// interrupted REPLACE.
+    /// Open (or create) the database under `dir`. What an interrupted load
+    /// left behind is the catalog's to clean up (`catalog::Catalog::open`).
     pub fn open(dir: &Path, config: &StoreConfig) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
         // HyperClockCache: lock-free lookups; with the LRU cache, list and
@@ -218,7 +186,6 @@ impl Store {
             compactor: Mutex::new(None),
             layouts,
         };
-        store.recover()?;
         Ok(store)
     }
 
@@ -226,51 +193,57 @@ impl Store {
         self.db.cf_handle(name).expect("column families are created at open")
     }
 
-    /// Delete what an interrupted REPLACE left behind: the pending generation
-    /// (never switched to) and generations older than the active one
-    /// (switched away from, but not yet deleted when the process stopped).
-    fn recover(&self) -> anyhow::Result<()> {
-        for (fingerprint, mut meta) in self.view_metas()? {
-            if let Some(pending) = meta.pending_generation.take() {
-                tracing::warn!(view = %meta.view, generation = pending, "Discarding a REPLACE load that did not finish.");
-                self.delete_generations(fingerprint, pending, pending.saturating_add(1))?;
-                self.put_view_metas(&[(fingerprint, meta.clone())])?;
+    /// Every record in `meta` whose key starts with `prefix`, in key order.
+    pub fn meta_records(&self, prefix: &[u8]) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.db.prefix_iterator_cf(self.cf(CF_META), prefix) {
+            let (key, value) = item.context("reading metadata")?;
+            if !key.starts_with(prefix) {
+                break;
             }
-            if meta.generation > 1 {
-                self.delete_generations(fingerprint, 0, meta.generation)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Every view record, by fingerprint.
-    pub fn view_metas(&self) -> anyhow::Result<HashMap<u64, ViewMeta>> {
-        let mut out = HashMap::new();
-        for item in self.db.prefix_iterator_cf(self.cf(CF_META), b"view/") {
-            let (key, value) = item.context("reading view metadata")?;
-            let Some(hex) = key.strip_prefix(b"view/") else { break };
-            let fingerprint = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .context("corrupt view metadata key")?;
-            let meta: ViewMeta = serde_json::from_slice(&value).context("corrupt view metadata")?;
-            out.insert(fingerprint, meta);
+            out.push((key.to_vec(), value.to_vec()));
         }
         Ok(out)
     }
 
-    pub fn view_meta(&self, fingerprint: u64) -> anyhow::Result<Option<ViewMeta>> {
-        let raw = self.db.get_cf(self.cf(CF_META), meta_key(fingerprint)).context("reading view metadata")?;
-        raw.map(|r| serde_json::from_slice(&r).context("corrupt view metadata")).transpose()
+    /// One record in `meta`.
+    pub fn meta_record(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        self.db.get_cf(self.cf(CF_META), key).context("reading metadata")
     }
 
-    /// Switch several views at once (one synced write): the heart of REPLACE.
-    pub fn put_view_metas(&self, metas: &[(u64, ViewMeta)]) -> anyhow::Result<()> {
+    /// Put and delete records in `meta` in one synced write.
+    pub fn write_meta_records(&self, puts: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]) -> anyhow::Result<()> {
         let mut batch = WriteBatch::default();
-        for (fingerprint, meta) in metas {
-            batch.put_cf(self.cf(CF_META), meta_key(*fingerprint), serde_json::to_vec(meta)?);
+        for (key, value) in puts {
+            batch.put_cf(self.cf(CF_META), key, value);
+        }
+        for key in deletes {
+            batch.delete_cf(self.cf(CF_META), key);
         }
         self.write(batch, Durability::Sync)
+    }
+
+    /// The fingerprints of every view with rows or aggregate states on disk,
+    /// found by one seek per view.
+    pub fn stored_fingerprints(&self) -> anyhow::Result<std::collections::BTreeSet<u64>> {
+        let mut out = std::collections::BTreeSet::new();
+        for cf in [CF_ROWS, CF_AGGS] {
+            let mut iter = self.db.raw_iterator_cf(self.cf(cf));
+            iter.seek_to_first();
+            while let Some(key) = iter.key() {
+                let Some(head) = key.get(..8) else {
+                    anyhow::bail!("a stored key of {} bytes holds no view fingerprint", key.len());
+                };
+                let fingerprint = u64::from_be_bytes(head.try_into().expect("8 bytes"));
+                out.insert(fingerprint);
+                match fingerprint.checked_add(1) {
+                    Some(next) => iter.seek(keys::view_prefix(next, 0)),
+                    None => break,
+                }
+            }
+            iter.status().context("listing stored views")?;
+        }
+        Ok(out)
     }
 
     /// A batch of writes under construction. Its row keys are invalidated in
@@ -436,15 +409,11 @@ impl Store {
         !iter.valid() && iter.status().is_ok()
     }
 
-    /// Delete every generation of a view and its record: the view's
-    /// definition is gone.
-    pub fn drop_view(&self, fingerprint: u64) -> anyhow::Result<()> {
-        self.delete_generations(fingerprint, 0, u32::MAX)?;
-        self.db.delete_cf(self.cf(CF_META), meta_key(fingerprint)).context("deleting view metadata")?;
+    /// Forget every cached row (a view's data was deleted).
+    pub fn clear_row_cache(&self) {
         if let Some(cache) = &self.cache {
             cache.clear();
         }
-        Ok(())
     }
 
     /// Run the `aggs` compaction (and its expired-tile filter) now, over everything.
@@ -679,10 +648,6 @@ impl Batch<'_> {
     }
 }
 
-fn meta_key(fingerprint: u64) -> String {
-    format!("view/{fingerprint:016x}")
-}
-
 /// Pick the newest of the existing value and the operands; on equal event
 /// times the later operand wins (arrival order). A value too short to carry
 /// an event time (corruption) never wins over a good one.
@@ -768,36 +733,5 @@ mod tests {
         batch.upsert(&key, &row(3, 7));
         store.write_rows(batch, Durability::Wal).unwrap();
         assert_eq!(get(&store, &key), Some(row(11, 5)), "an older row never overwrites a newer one");
-    }
-
-    #[test]
-    fn open_discards_an_unfinished_replace_and_old_generations() {
-        let dir = tempfile::tempdir().unwrap();
-        let fp = 42;
-        let key = |g: u32| {
-            let mut k = keys::view_prefix(fp, g).to_vec();
-            keys::push_key_part(&mut k, keys::KeyPart::Int(1));
-            k
-        };
-        {
-            let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
-            let mut batch = store.batch();
-            for g in 1..=3 {
-                batch.upsert(&key(g), &row(1, g as u8));
-            }
-            store.write_rows(batch, Durability::Sync).unwrap();
-            let meta = ViewMeta {
-                view: "v".into(),
-                generation: 2,
-                pending_generation: Some(3),
-                ..ViewMeta::default()
-            };
-            store.put_view_metas(&[(fp, meta)]).unwrap();
-        }
-        let store = Store::open(dir.path(), &Config::defaults().store).unwrap();
-        assert_eq!(store.count_rows(fp, 1).unwrap(), 0, "older generation reclaimed");
-        assert_eq!(store.count_rows(fp, 2).unwrap(), 1, "active generation kept");
-        assert_eq!(store.count_rows(fp, 3).unwrap(), 0, "unfinished generation discarded");
-        assert_eq!(store.view_meta(fp).unwrap().unwrap().pending_generation, None);
     }
 }

@@ -43,7 +43,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::engine::Engine;
 use crate::ingest::events::{self, Events, Target};
 use crate::ingest::json::{self, BadMessage};
-use crate::store::{Durability, ViewMeta};
+use crate::store::Durability;
 use stats::StreamStats;
 
 /// The running consumers; dropping it does not stop them, [`Streams::stop`] does.
@@ -502,35 +502,43 @@ impl Applier {
     }
 
     /// The generation each view writes to; a view written for the first time
-    /// starts at generation 1, recorded before any data.
+    /// gets one from the catalog, published before any data.
     fn targets(&self, registry: &crate::registry::Registry, views: &[usize]) -> anyhow::Result<Vec<Target>> {
         let engine = &self.engine;
-        let generations = engine.generations();
-        let mut targets = Vec::new();
-        let mut fresh = Vec::new();
-        for &view in views {
-            let info = &registry.views[view];
-            let generation = match generations.get(&info.fingerprint) {
-                Some(&g) => g,
-                None => {
-                    let mut meta = engine.store.view_meta(info.fingerprint)?.unwrap_or_default();
-                    meta.view = info.name.clone();
-                    meta.generation = meta.generation.max(1);
-                    meta.coarse_spans_micros = info.coarse_spans_micros();
-                    fresh.push((info.fingerprint, meta.clone()));
-                    meta.generation
+        let snapshot = engine.generations();
+        let known: Vec<Option<u32>> =
+            views.iter().map(|&v| snapshot.get(&registry.views[v].fingerprint).copied()).collect();
+        drop(snapshot);
+        let first: Vec<crate::catalog::Target> = views
+            .iter()
+            .zip(&known)
+            .filter(|(_, g)| g.is_none())
+            .map(|(&v, _)| {
+                let info = &registry.views[v];
+                crate::catalog::Target {
+                    fingerprint: info.fingerprint,
+                    view: info.name.clone(),
+                    coarse_spans_micros: info.coarse_spans_micros(),
                 }
-            };
-            targets.push(Target { view, fingerprint: info.fingerprint, generation });
+            })
+            .collect();
+        let mut started = HashMap::new();
+        if !first.is_empty() {
+            let txn = engine.catalog.begin(crate::catalog::Write::Upsert, first)?;
+            started.extend(txn.generations());
+            txn.commit(None)?;
         }
-        drop(generations);
-        if !fresh.is_empty() {
-            engine.store.put_view_metas(&fresh)?;
-            let updates: Vec<(u64, u32)> =
-                fresh.iter().map(|(fp, m): &(u64, ViewMeta)| (*fp, m.generation)).collect();
-            engine.publish_generations(&updates);
-        }
-        Ok(targets)
+        views
+            .iter()
+            .zip(known)
+            .map(|(&view, generation)| {
+                let fingerprint = registry.views[view].fingerprint;
+                let generation = generation
+                    .or_else(|| started.get(&fingerprint).copied())
+                    .context("the catalog gave no generation to a view")?;
+                Ok(Target { view, fingerprint, generation })
+            })
+            .collect()
     }
 
     fn bad_message(&self, m: &Msg, bad: &BadMessage) {

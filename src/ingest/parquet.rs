@@ -31,10 +31,11 @@ use parquet::arrow::ProjectionMask;
 
 use super::convert::{compatible, convert};
 use super::{events, IngestError, IngestReport};
+use crate::catalog::{self, LoadRecord, Txn};
 use crate::engine::{Engine, IngestProgress};
 use crate::registry::Registry;
 use crate::store::bulk::BulkRows;
-use crate::store::{CollectedRows, Durability, LoadRecord, ViewMeta};
+use crate::store::{CollectedRows, Durability};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -124,13 +125,8 @@ fn ingest_views(
     engine.update_status(source, |s| s.in_progress = Some(progress.clone()));
     let result = Load::new(engine, &registry, &views, mode, rows_total).and_then(|mut load| {
         let outcome = load.files(&files, source_def, &progress);
-        match outcome {
-            Ok(()) => load.commit(&files),
-            Err(e) => {
-                load.abort();
-                Err(e)
-            }
-        }
+        // On error the load is dropped, and with it what it wrote.
+        outcome.and_then(|()| load.commit(&files))
     });
     engine.update_status(source, |s| s.in_progress = None);
     let mut report = result?;
@@ -248,7 +244,6 @@ struct Target {
     view: usize,
     fingerprint: u64,
     generation: u32,
-    previous: ViewMeta,
 }
 
 struct Load<'a> {
@@ -256,6 +251,9 @@ struct Load<'a> {
     registry: &'a Registry,
     mode: Mode,
     targets: Vec<Target>,
+    /// The generations written; dropped without a commit, it deletes the
+    /// new ones.
+    txn: Option<Txn<'a>>,
     report: IngestReport,
     max_samples: usize,
     batch_rows: usize,
@@ -272,37 +270,27 @@ impl<'a> Load<'a> {
         mode: Mode,
         rows_total: u64,
     ) -> Result<Self, IngestError> {
-        let mut targets = Vec::new();
-        let mut pending = Vec::new();
-        for &view in views {
-            let fingerprint = registry.views[view].fingerprint;
-            let mut previous = engine.store.view_meta(fingerprint)?.unwrap_or_default();
-            previous.view = registry.views[view].name.clone();
-            let generation = match mode {
-                Mode::Upsert => previous.generation.max(1),
-                Mode::Replace => {
-                    let g = previous.generation.max(previous.pending_generation.unwrap_or(0)) + 1;
-                    let mut meta = previous.clone();
-                    meta.pending_generation = Some(g);
-                    pending.push((fingerprint, meta));
-                    g
+        let write = match mode {
+            Mode::Upsert => catalog::Write::Upsert,
+            Mode::Replace => catalog::Write::Replace,
+        };
+        let wanted = views
+            .iter()
+            .map(|&v| {
+                let info = &registry.views[v];
+                catalog::Target {
+                    fingerprint: info.fingerprint,
+                    view: info.name.clone(),
+                    coarse_spans_micros: info.coarse_spans_micros(),
                 }
-            };
-            targets.push(Target { view, fingerprint, generation, previous });
-        }
-        // Record the pending generations durably first, so that a crash
-        // during the load leaves a note that lets the next start delete them.
-        if !pending.is_empty() {
-            engine.store.put_view_metas(&pending)?;
-            // The target may hold rows nothing records: an UPSERT into a
-            // view that had no data yet writes generation 1 and records it
-            // only when it commits, so one killed mid-load leaves rows there.
-            for (fingerprint, meta) in &pending {
-                if let Some(g) = meta.pending_generation {
-                    engine.store.delete_generations(*fingerprint, g, g + 1)?;
-                }
-            }
-        }
+            })
+            .collect();
+        let txn = engine.catalog.begin(write, wanted)?;
+        let targets: Vec<Target> = views
+            .iter()
+            .zip(txn.generations())
+            .map(|(&view, (fingerprint, generation))| Target { view, fingerprint, generation })
+            .collect();
         let row_views = targets.iter().any(|t| !registry.views[t.view].aggregating);
         let bulk = match mode {
             Mode::Replace if row_views => {
@@ -317,6 +305,7 @@ impl<'a> Load<'a> {
             registry,
             mode,
             targets,
+            txn: Some(txn),
             report: IngestReport { mode: mode.name().into(), ..Default::default() },
             max_samples: engine.config.ingest.max_sample_errors,
             batch_rows: engine.config.ingest.batch_rows,
@@ -546,48 +535,23 @@ impl<'a> Load<'a> {
         if let Some(bulk) = self.bulk.take() {
             bulk.finish()?;
         }
-        if self.mode == Mode::Replace {
-            self.engine.store.flush_rows()?;
-        }
-        let now = crate::now_micros();
         let record = LoadRecord {
             mode: self.mode.name().into(),
-            finished_at_micros: now,
+            finished_at_micros: crate::now_micros(),
             rows_written: self.report.rows_written,
             rows_rejected: self.report.rows_rejected,
             files: files.iter().map(|f| f.display().to_string()).collect(),
         };
-        let metas: Vec<(u64, ViewMeta)> = self
-            .targets
-            .iter()
-            .map(|t| {
-                let mut meta = t.previous.clone();
-                if t.generation != meta.generation {
-                    // A new generation, written with this version's tiles.
-                    meta.coarse_spans_micros = self.registry.views[t.view].coarse_spans_micros();
-                }
-                meta.generation = t.generation;
-                meta.pending_generation = None;
-                meta.last_load = Some(record.clone());
-                (t.fingerprint, meta)
-            })
-            .collect();
-        self.engine.store.put_view_metas(&metas)?;
-        let updates: Vec<(u64, u32)> = self.targets.iter().map(|t| (t.fingerprint, t.generation)).collect();
-        let old = self.engine.publish_generations(&updates);
-        if self.mode == Mode::Replace {
-            // Readers that started on the old snapshot finish on it; then its
-            // data goes. If a reader is stuck past the timeout, the space is
-            // reclaimed at the next start instead.
-            if Engine::wait_for_readers(old, Duration::from_secs(30)) {
-                for t in &self.targets {
-                    self.engine.store.delete_generations(t.fingerprint, 0, t.generation)?;
-                }
-            } else {
-                tracing::warn!(
-                    "Readers held the old snapshot for 30 s; its space is reclaimed at the next start."
-                );
-            }
+        let txn = self.txn.take().context("a load commits once")?;
+        let retirement = txn.commit(Some(record))?;
+        // Readers that started on the old snapshot finish on it; then its
+        // data goes. The load returns once it has (the space is back), or,
+        // if a reader holds it longer, leaves the deletion to that reader's
+        // release.
+        if !retirement.wait(Duration::from_secs(30)) {
+            tracing::warn!(
+                "Readers held the old snapshot for 30 s; its space is reclaimed once they let go."
+            );
         }
         if self.mode == Mode::Replace {
             // The snapshot is stored as merge operands; rewriting it into the
@@ -601,25 +565,7 @@ impl<'a> Load<'a> {
                 self.engine.store.compact_generation_later(t.fingerprint, t.generation);
             }
         }
-        self.targets.clear();
         Ok(std::mem::take(&mut self.report))
-    }
-
-    /// Throw away a REPLACE that failed part-way: readers never saw it.
-    fn abort(&mut self) {
-        if self.mode != Mode::Replace {
-            return;
-        }
-        for t in &self.targets {
-            let result = self
-                .engine
-                .store
-                .delete_generations(t.fingerprint, t.generation, t.generation + 1)
-                .and_then(|()| self.engine.store.put_view_metas(&[(t.fingerprint, t.previous.clone())]));
-            if let Err(e) = result {
-                tracing::error!(view = %t.previous.view, error = %e, "Cleaning up a failed load; the next start retries.");
-            }
-        }
     }
 }
 

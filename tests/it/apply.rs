@@ -213,7 +213,8 @@ fn apply_refuses_a_bad_set_and_serves_a_changed_view_only_from_new_values() {
     }
     server.kill();
     let store = fstore::store::Store::open(&server.data, &fstore::config::Config::defaults().store).unwrap();
-    let live: Vec<u64> = store.view_metas().unwrap().into_keys().collect();
+    let catalog = fstore::catalog::Catalog::open(std::sync::Arc::new(store)).unwrap();
+    let live: Vec<u64> = catalog.metas().unwrap().into_keys().collect();
     assert_eq!(live.len(), 2, "only the running set's views keep data: {live:x?}");
 }
 

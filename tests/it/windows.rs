@@ -156,18 +156,18 @@ fn a_week_of_windows_read_through_coarse_tiles_match_the_raw_events_before_and_a
     server.terminate(std::time::Duration::from_secs(30));
     {
         let config = fstore::config::Config::defaults();
-        let store = fstore::store::Store::open(&server.data, &config.store).unwrap();
+        let store = std::sync::Arc::new(fstore::store::Store::open(&server.data, &config.store).unwrap());
+        let catalog = fstore::catalog::Catalog::open(store.clone()).unwrap();
         let registry = fstore::registry::Registry::load(&server.defs).unwrap();
         let info = registry.views.iter().find(|v| v.name == "activity").unwrap();
-        let mut meta = store.view_meta(info.fingerprint).unwrap().unwrap();
+        let meta = catalog.meta(info.fingerprint).unwrap().unwrap();
         let layout = info.agg_layout.clone().unwrap();
         assert!(layout.ladder.levels() == 3, "minute, hour and day tiles: {:?}", layout.ladder);
         assert_eq!(meta.coarse_spans_micros, Some(vec![60 * MINUTE, DAY]));
         let fine_only =
             fstore::store::aggs::AggLayout { ladder: fstore_dsl::tiles::Ladder::fine(), ..layout };
         store.build_coarse_tiles(info.fingerprint, meta.generation, &fine_only).unwrap();
-        meta.coarse_spans_micros = None;
-        store.put_view_metas(&[(info.fingerprint, meta)]).unwrap();
+        catalog.set_coarse_spans(info.fingerprint, None).unwrap();
     }
     server.restart();
     assert!(
