@@ -160,7 +160,7 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        crate::serve::run(engine, listener, shutdown_signal()).await
+        crate::serve::run(crate::runtime::Runtime::start(engine), listener, shutdown_signal()).await
     })?;
     tracing::info!("Stopped.");
     Ok(ExitCode::SUCCESS)

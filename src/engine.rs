@@ -18,7 +18,6 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, Snapshot};
 use crate::config::Config;
-use crate::ingest::IngestReport;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -36,8 +35,6 @@ pub struct Engine {
     /// Arrival order of events (`last`/`first` break event-time ties by it).
     /// Starts from the clock so that it keeps growing across restarts.
     seq: AtomicU64,
-    /// Stream sources' figures, in source order.
-    streams: Mutex<Vec<Arc<crate::stream::stats::StreamStats>>>,
     /// One definitions apply at a time.
     pub apply_lock: Mutex<()>,
 }
@@ -49,6 +46,24 @@ pub struct SourceStatus {
     pub in_progress: Option<Arc<IngestProgress>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_ingest: Option<IngestReport>,
+}
+
+/// What one load did, as the `IngestReport` message and GetStatus show it.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct IngestReport {
+    pub source: String,
+    pub mode: String,
+    pub files: Vec<String>,
+    pub rows_read: u64,
+    /// Rows stored in at least one view (rows every view filters out are
+    /// neither written nor rejected).
+    pub rows_written: u64,
+    pub rows_rejected: u64,
+    /// Events older than every window of an aggregating view: kept only in
+    /// its lifetime aggregates.
+    pub rows_too_late: u64,
+    pub sample_errors: Vec<String>,
+    pub duration_micros: u64,
 }
 
 /// Live counters of a running load; the CLI polls them for its progress bar.
@@ -63,7 +78,7 @@ pub struct IngestProgress {
 impl Engine {
     /// Check the definitions, open the store and read each view's generation.
     pub fn open(config: Config) -> anyhow::Result<Arc<Engine>> {
-        crate::definitions::recover(&config.server.definitions_dir)?;
+        crate::registry::journal::recover(&config.server.definitions_dir)?;
         let registry = Registry::load(&config.server.definitions_dir)?;
         let store = Arc::new(Store::open(&config.server.data_dir, &config.store)?);
         let catalog = Catalog::open(store.clone())?;
@@ -77,7 +92,6 @@ impl Engine {
             source_locks: Mutex::default(),
             status: Mutex::default(),
             started: Instant::now(),
-            streams: Mutex::default(),
             apply_lock: Mutex::default(),
             seq: AtomicU64::new((crate::now_micros().max(0) as u64).saturating_mul(1000)),
         }))
@@ -106,20 +120,6 @@ impl Engine {
         build_missing_coarse_tiles(&self.store, &self.catalog, &next)?;
         self.store.set_agg_layouts(agg_layouts(&next));
         Ok(self.registry.swap(Arc::new(next)))
-    }
-
-    pub fn register_stream(&self, stats: Arc<crate::stream::stats::StreamStats>) {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).push(stats);
-    }
-
-    /// Forget the stream figures (the consumers are restarting).
-    pub fn clear_streams(&self) {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-
-    /// Every stream source's figures.
-    pub fn streams(&self) -> Vec<Arc<crate::stream::stats::StreamStats>> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn uptime(&self) -> Duration {

@@ -13,25 +13,7 @@ pub mod events;
 pub mod json;
 pub mod parquet;
 
-use serde::Serialize;
-
-/// What one load did, as the `IngestReport` message and GetStatus show it.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct IngestReport {
-    pub source: String,
-    pub mode: String,
-    pub files: Vec<String>,
-    pub rows_read: u64,
-    /// Rows stored in at least one view (rows every view filters out are
-    /// neither written nor rejected).
-    pub rows_written: u64,
-    pub rows_rejected: u64,
-    /// Events older than every window of an aggregating view: kept only in
-    /// its lifetime aggregates.
-    pub rows_too_late: u64,
-    pub sample_errors: Vec<String>,
-    pub duration_micros: u64,
-}
+pub use crate::engine::IngestReport;
 
 /// Why a load failed as a whole (and wrote nothing visible).
 #[derive(Debug, thiserror::Error)]

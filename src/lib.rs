@@ -1,7 +1,8 @@
 //! fstore: a low-latency online feature store server.
 //!
 //! Data enters from two sides and leaves by one; each module depends only on
-//! those listed before it.
+//! those listed before it (the `layering` test reads this list and every
+//! `crate::` path in `src/`). `docs/architecture.md` says who owns what.
 //!
 //! - [`config`]: one struct tree; embedded defaults, then `fstore.toml`, then
 //!   `FSTORE_*` environment variables.
@@ -9,20 +10,24 @@
 //!   internal detail kept in the log; one mapping to gRPC statuses.
 //! - The language lives in the `fstore-dsl` crate: lexer, parser, checker,
 //!   typed plan and Arrow evaluator.
-//! - [`registry`]: the checked definitions the server runs on, with services
-//!   resolved once and each view's schema fingerprint.
 //! - [`store`]: the RocksDB key layout, value encoding and the database.
+//! - [`registry`]: the checked definitions the server runs on, with services
+//!   resolved once and each view's schema fingerprint; the definitions
+//!   directory's crash-safe writes ([`registry::journal`]).
 //! - [`catalog`]: each view's generations: the targets of every write, the
 //!   published map readers use, retiring what no reader holds, recovery.
 //! - [`engine`]: the running store: registry, database and catalog.
 //! - [`definitions`]: replacing the definitions of a running server
-//!   (checked, swapped atomically, journalled to disk; the engine finishes
-//!   an interrupted apply when it opens).
+//!   (checked, swapped atomically, journalled to disk).
 //! - [`ingest`]: turning Parquet files and JSON messages into typed batches,
 //!   and batches into store writes for every view of their source.
 //! - [`stream`]: Kafka consumers, one per stream source, writing each batch
 //!   with its offsets atomically.
-//! - [`serve`]: the gRPC services, health and reflection.
+//! - [`runtime`]: the running server's lifecycle: consumers, initial load,
+//!   cache warming, applies and SIGHUP, and the order of shutdown.
+//! - [`serve`]: the gRPC services, health, reflection and the metrics
+//!   endpoint: a thin adapter over the runtime.
+//! - [`client`]: a typed gRPC client.
 //! - [`bench`]: `fstore bench`, an open-loop load generator over the gRPC API.
 //! - [`cli`]: the `fstore` command line: `serve`, `check`, `ingest`, `get`.
 
@@ -38,6 +43,7 @@ pub mod engine;
 pub mod error;
 pub mod ingest;
 pub mod registry;
+pub mod runtime;
 pub mod serve;
 pub mod store;
 pub mod stream;

@@ -6,6 +6,8 @@
 //! The server holds the current registry behind an atomic pointer, so a
 //! request sees one definitions version from start to finish.
 
+pub mod journal;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;

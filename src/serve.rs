@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
-use crate::definitions::{self, ApplyError, ApplyReport};
+use crate::definitions::ApplyError;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::ingest::parquet::{self, Mode};
@@ -28,6 +28,7 @@ use crate::ingest::{IngestError, IngestReport};
 use crate::proto::{
     self, feature_admin_server::FeatureAdminServer, feature_serving_server::FeatureServingServer,
 };
+use crate::runtime::Runtime;
 use auth::Caller;
 use guard::{Arrival, Door, DoorLayer};
 use metrics::Metrics;
@@ -237,7 +238,7 @@ fn require_admin<T>(request: &Request<T>) -> Result<(), Error> {
 }
 
 pub struct Admin {
-    control: Arc<Control>,
+    runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
 }
 
@@ -253,7 +254,7 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
             proto::ingest_parquet_request::Mode::Upsert => Mode::Upsert,
             proto::ingest_parquet_request::Mode::Replace => Mode::Replace,
         };
-        let engine = self.control.engine.clone();
+        let engine = self.runtime.engine.clone();
         // Parquet decoding and bulk writes are long, blocking work: keep them
         // off the async workers that serve lookups.
         let report = tokio::task::spawn_blocking(move || {
@@ -270,7 +271,7 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
         request: Request<proto::GetStatusRequest>,
     ) -> Result<Response<proto::GetStatusResponse>, Status> {
         require_admin(&request)?;
-        let json = status_json(&self.control.engine, &self.metrics)
+        let json = status_json(&self.runtime, &self.metrics)
             .map_err(|e| Error::internal("building the status document", e))?;
         Ok(Response::new(proto::GetStatusResponse { json }))
     }
@@ -284,8 +285,8 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
         let files = (!request.files.is_empty()).then(|| {
             request.files.into_iter().map(|f| fstore_dsl::SourceFile { name: f.name, text: f.text }).collect()
         });
-        let control = self.control.clone();
-        let report = tokio::task::spawn_blocking(move || control.apply(files, request.dry_run))
+        let runtime = self.runtime.clone();
+        let report = tokio::task::spawn_blocking(move || runtime.apply(files, request.dry_run))
             .await
             .map_err(|e| Error::internal("running an apply", e))?
             .map_err(|e| match e {
@@ -301,54 +302,6 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
                 .collect(),
             notes: report.notes,
         }))
-    }
-}
-
-/// What outlives one request: the engine and the running stream consumers,
-/// which a definitions apply may restart.
-pub struct Control {
-    pub engine: Arc<Engine>,
-    streams: std::sync::Mutex<Option<crate::stream::Streams>>,
-}
-
-impl Control {
-    fn new(engine: Arc<Engine>) -> Arc<Control> {
-        let streams = crate::stream::Streams::start(&engine);
-        Arc::new(Control { engine, streams: std::sync::Mutex::new(Some(streams)) })
-    }
-
-    /// Apply definitions (blocking), then follow them: restart the stream
-    /// consumers if their sources changed, and load the parquet sources of
-    /// views that start empty (in the background).
-    pub fn apply(
-        &self,
-        files: Option<Vec<fstore_dsl::SourceFile>>,
-        dry_run: bool,
-    ) -> Result<ApplyReport, ApplyError> {
-        let mut report = definitions::apply(&self.engine, files, dry_run)?;
-        if !report.applied {
-            return Ok(report);
-        }
-        if report.restart_streams {
-            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(running) = streams.take() {
-                running.stop();
-            }
-            self.engine.clear_streams();
-            *streams = Some(crate::stream::Streams::start(&self.engine));
-            report.notes.push("stream consumers restarted on the new definitions".into());
-        }
-        if self.engine.config.server.load_sources_on_start {
-            let engine = self.engine.clone();
-            std::thread::spawn(move || parquet::load_empty_sources(&engine));
-        }
-        Ok(report)
-    }
-
-    fn stop_streams(&self) {
-        if let Some(running) = self.streams.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            running.stop();
-        }
     }
 }
 
@@ -372,7 +325,8 @@ fn ingest_error(e: IngestError) -> Error {
 }
 
 /// GetStatus's document. Documented in the README; keys only grow.
-pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String> {
+pub fn status_json(runtime: &Runtime, metrics: &Metrics) -> anyhow::Result<String> {
+    let engine = &runtime.engine;
     let registry = engine.registry();
     let generations = engine.generations();
     let metas = engine.catalog.metas()?;
@@ -391,7 +345,7 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
         })
         .collect();
     let status = engine.source_status();
-    let streams = engine.streams();
+    let streams = runtime.stream_stats();
     let sources: Vec<_> = registry
         .plan
         .sources
@@ -438,41 +392,14 @@ pub fn status_json(engine: &Engine, metrics: &Metrics) -> anyhow::Result<String>
     Ok(serde_json::to_string_pretty(&doc)?)
 }
 
-/// Read every serving generation into the block cache, up to three
-/// quarters of it, so that a server that starts under load does not answer
-/// its first seconds from disk and decompression (BENCHMARKS.md, "Restart
-/// under load").
-fn warm_cache(engine: &Engine) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let generations = engine.generations();
-    let registry = engine.registry();
-    let prefixes: Vec<_> = registry
-        .views
-        .iter()
-        .filter_map(|v| {
-            Some(crate::store::keys::view_prefix(v.fingerprint, *generations.get(&v.fingerprint)?))
-        })
-        .collect();
-    drop(generations);
-    let budget = (engine.config.store.block_cache_mb as u64) << 20;
-    let read = engine.store.warm_cache(&prefixes, budget / 4 * 3)?;
-    tracing::info!(
-        views = prefixes.len(),
-        mb_read = read >> 20,
-        block_cache_mb = engine.store.property("rocksdb.block-cache-usage").unwrap_or(0) >> 20,
-        seconds = started.elapsed().as_secs_f64(),
-        "Warmed the block cache."
-    );
-    Ok(())
-}
-
 /// Serve until `shutdown` resolves. The listener is bound by the caller so
 /// that a test can ask for port 0 and learn the port.
 pub async fn run(
-    engine: Arc<Engine>,
+    runtime: Arc<Runtime>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let engine = runtime.engine.clone();
     let addr: SocketAddr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_not_serving::<FeatureServingServer<Serving>>().await;
@@ -486,26 +413,10 @@ pub async fn run(
     // are empty. The server answers meanwhile and reports NOT_SERVING on the
     // health service until the load is done.
     let loader = {
-        let engine = engine.clone();
-        let health = health.clone();
+        let (runtime, health) = (runtime.clone(), health.clone());
         tokio::spawn(async move {
-            if engine.config.server.load_sources_on_start {
-                let e = engine.clone();
-                if let Err(err) = tokio::task::spawn_blocking(move || parquet::load_empty_sources(&e)).await {
-                    tracing::error!(error = %err, "Initial load task failed.");
-                }
-            }
-            if engine.config.store.warm_cache_on_start {
-                let e = engine.clone();
-                match tokio::task::spawn_blocking(move || warm_cache(&e)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => {
-                        tracing::warn!(error = %format!("{err:#}"), "Warming the block cache failed; serving cold.")
-                    }
-                    Err(err) => {
-                        tracing::error!(error = %err, "Warming the block cache failed; serving cold.")
-                    }
-                }
+            if let Err(err) = tokio::task::spawn_blocking(move || runtime.prepare()).await {
+                tracing::error!(error = %err, "Getting ready failed; serving anyway.");
             }
             health.set_serving::<FeatureServingServer<Serving>>().await;
             health.set_service_status("", tonic_health::ServingStatus::Serving).await;
@@ -525,18 +436,6 @@ pub async fn run(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-
-    // Data of view definitions changed or removed while the server was
-    // stopped; never served, so it can go in the background.
-    {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = definitions::drop_unused_views(&engine) {
-                tracing::error!(error = format!("{e:#}"), "Could not drop unused views' data.");
-            }
-        });
-    }
-    let control = Control::new(engine.clone());
 
     let config = &engine.config;
     let keys = auth::Keys::from_config(&config.auth);
@@ -561,9 +460,9 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("binding the metrics endpoint {metrics_addr}: {e}"))?;
     tracing::info!(addr = %metrics_listener.local_addr()?, "Prometheus metrics at /metrics.");
     let metrics_server =
-        tokio::spawn(metrics::serve_http(engine.clone(), metrics.clone(), metrics_listener, stopped()));
+        tokio::spawn(metrics::serve_http(runtime.clone(), metrics.clone(), metrics_listener, stopped()));
 
-    let reload = tokio::spawn(reload_on_sighup(control.clone()));
+    let reload = tokio::spawn(runtime.clone().reload_on_sighup());
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls_config(&config.tls)? {
@@ -593,7 +492,7 @@ pub async fn run(
             .max_decoding_message_size(max_bytes),
         )
         .add_service(
-            FeatureAdminServer::new(Admin { control: control.clone(), metrics })
+            FeatureAdminServer::new(Admin { runtime: runtime.clone(), metrics })
                 .max_decoding_message_size(max_bytes),
         )
         .serve_with_incoming_shutdown(incoming, stopped());
@@ -613,31 +512,8 @@ pub async fn run(
     reload.abort();
     let _ = metrics_server.await;
     // Write what the consumers hold and leave the consumer group.
-    let _ = tokio::task::spawn_blocking(move || control.stop_streams()).await;
+    let _ = tokio::task::spawn_blocking(move || runtime.stop()).await;
     result.map_err(Into::into)
-}
-
-/// SIGHUP: re-read the definitions directory and apply it.
-async fn reload_on_sighup(control: Arc<Control>) {
-    #[cfg(unix)]
-    {
-        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            tracing::warn!("Cannot listen for SIGHUP; use `fstore apply` to reload definitions.");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the definitions directory.");
-            let c = control.clone();
-            match tokio::task::spawn_blocking(move || c.apply(None, false)).await {
-                Ok(Ok(report)) if report.applied => {}
-                Ok(Ok(_)) => tracing::info!("Definitions unchanged."),
-                Ok(Err(e)) => tracing::error!("Reload refused; the running definitions keep serving.\n{e}"),
-                Err(e) => tracing::error!(error = %e, "The reload task failed."),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = control;
 }
 
 /// The listener's TLS settings from PEM files, if `tls.cert` is set.

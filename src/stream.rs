@@ -50,6 +50,8 @@ use stats::StreamStats;
 pub struct Streams {
     stop: Arc<AtomicBool>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Every stream source's figures, in source order.
+    stats: Vec<Arc<StreamStats>>,
 }
 
 impl Streams {
@@ -68,16 +70,16 @@ impl Streams {
             })
             .map(|(_, s)| s.clone())
             .collect();
-        let mut workers = Vec::new();
+        let (mut workers, mut all_stats) = (Vec::new(), Vec::new());
         if sources.is_empty() {
-            return Streams { stop, workers };
+            return Streams { stop, workers, stats: all_stats };
         }
         let brokers = engine.config.kafka.brokers.trim().to_string();
         for source in sources {
             let SourceKind::Kafka { topic, .. } = &source.kind else { continue };
             let state = if brokers.is_empty() { "idle: kafka.brokers is not set" } else { "starting" };
             let stats = Arc::new(StreamStats::new(&source.name, topic, state));
-            engine.register_stream(stats.clone());
+            all_stats.push(stats.clone());
             if brokers.is_empty() {
                 continue;
             }
@@ -98,13 +100,18 @@ impl Streams {
             }
         }
         if brokers.is_empty() {
-            let names: Vec<_> = engine.streams().into_iter().map(|s| s.source.clone()).collect();
+            let names: Vec<_> = all_stats.iter().map(|s| s.source.clone()).collect();
             tracing::warn!(
                 sources = names.join(", "),
                 "Stream sources are idle: set kafka.brokers (or FSTORE_KAFKA__BROKERS) to consume them."
             );
         }
-        Streams { stop, workers }
+        Streams { stop, workers, stats: all_stats }
+    }
+
+    /// Every stream source's figures, in source order.
+    pub fn stats(&self) -> &[Arc<StreamStats>] {
+        &self.stats
     }
 
     /// Finish the batch in hand, write it, commit and leave the group.

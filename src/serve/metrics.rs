@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::engine::Engine;
+use crate::runtime::Runtime;
 
 type SeriesKey = (&'static str, String);
 
@@ -90,7 +90,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every series plus store gauges.
-    pub fn render(&self, engine: &Engine) -> String {
+    pub fn render(&self, runtime: &Runtime) -> String {
+        let engine = &runtime.engine;
         let mut out = String::new();
         out.push_str(
             "# HELP fstore_request_duration_seconds Server-side latency per RPC and feature service.\n",
@@ -146,7 +147,7 @@ impl Metrics {
                 let _ = writeln!(out, "fstore_requests_refused_total{{reason=\"{reason}\"}} {count}");
             }
         }
-        let streams = engine.streams();
+        let streams = runtime.stream_stats();
         if !streams.is_empty() {
             crate::stream::stats::render_headers(&mut out);
             for stream in &streams {
@@ -196,7 +197,7 @@ fn escape(label: &str) -> String {
 
 /// Serve `GET /metrics` on `listener` until `shutdown` resolves.
 pub async fn serve_http(
-    engine: Arc<Engine>,
+    runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -204,9 +205,9 @@ pub async fn serve_http(
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let (engine, metrics) = (engine.clone(), metrics.clone());
+            let (runtime, metrics) = (runtime.clone(), metrics.clone());
             async move {
-                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render(&engine))
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render(&runtime))
             }
         }),
     );
