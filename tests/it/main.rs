@@ -13,5 +13,6 @@ mod crash;
 mod e2e;
 mod replace;
 mod stream;
+mod upgrade;
 mod warm;
 mod windows;
