@@ -27,7 +27,9 @@
 //!   cache warming, applies and SIGHUP, and the order of shutdown.
 //! - [`serve`]: the gRPC services, health, reflection and the metrics
 //!   endpoint: a thin adapter over the runtime.
-//! - [`client`]: a typed gRPC client.
+//! - [`client`]: the `fstore-client` crate: the gRPC contract ([`proto`])
+//!   and a typed client, in a crate of its own so that a Rust model server
+//!   builds neither RocksDB nor librdkafka.
 //! - [`bench`]: `fstore bench`, an open-loop load generator over the gRPC API.
 //! - [`cli`]: the `fstore` command line: `serve`, `check`, `ingest`, `get`.
 
@@ -36,7 +38,6 @@
 pub mod bench;
 pub mod catalog;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod definitions;
 pub mod engine;
@@ -48,14 +49,10 @@ pub mod serve;
 pub mod store;
 pub mod stream;
 
-/// The public gRPC contract, generated from `proto/fstore/v1/fstore.proto`.
-pub mod proto {
-    #![allow(clippy::all)]
-    tonic::include_proto!("fstore.v1");
-
-    /// Encoded descriptors of the contract, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fstore_descriptor.bin"));
-}
+/// A typed client (the `fstore-client` crate).
+pub use fstore_client as client;
+/// The public gRPC contract, from the `fstore-client` crate.
+pub use fstore_client::proto;
 
 /// Microseconds since the Unix epoch, from the wall clock.
 pub fn now_micros() -> i64 {

@@ -1,13 +1,14 @@
 //! Compiles the public protobuf contract with the pure-Rust `protox` compiler,
-//! so building fstore needs no system `protoc`. The encoded descriptor set is
+//! so building fstore (or a client) needs no system `protoc`. The encoded descriptor set is
 //! kept for gRPC server reflection.
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/fstore/v1/fstore.proto";
+    // The contract lives at the workspace root, beside the server that implements it.
+    let proto = "../../proto/fstore/v1/fstore.proto";
     println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([proto], ["proto"])?;
+    let descriptors = protox::compile([proto], ["../../proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("fstore_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
     tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
