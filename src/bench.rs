@@ -39,8 +39,8 @@ use anyhow::{bail, Context};
 use tonic::transport::Channel;
 use tonic_health::pb::{health_check_response::ServingStatus, HealthCheckRequest};
 
-use crate::proto::{self, get_online_features_request::Selector};
 use driver::{Connection, LoadPlan, Workload};
+use fstore::proto::{self, get_online_features_request::Selector};
 use keys::{KeyColumn, KeySpec, KeyType};
 use report::{RunKind, RunReport, RunSetup};
 use sampler::Distribution;
@@ -132,7 +132,7 @@ pub struct BenchArgs {
 pub fn run(
     args: BenchArgs,
     default_addr: String,
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
 ) -> anyhow::Result<ExitCode> {
     let rates = validate(&args)?;
     let addr = args.addr.clone().unwrap_or(default_addr);
@@ -208,7 +208,7 @@ fn validate(args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
 
 async fn bench(
     args: &BenchArgs,
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
     addr: &str,
     rates: &[f64],
 ) -> anyhow::Result<Vec<RunReport>> {
@@ -319,7 +319,7 @@ fn describe_target(args: &BenchArgs) -> String {
 
 /// One HTTP/2 connection per channel: each `connect` opens its own.
 async fn connect(
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
     addr: &str,
     count: usize,
 ) -> anyhow::Result<Vec<Connection>> {
@@ -567,7 +567,7 @@ mod tests {
     use tonic::{Request, Response, Status};
 
     use super::*;
-    use crate::proto::feature_serving_server::{FeatureServing, FeatureServingServer};
+    use fstore::proto::feature_serving_server::{FeatureServing, FeatureServingServer};
 
     #[derive(Parser, Debug)]
     struct TestCli {

@@ -12,8 +12,8 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
-use crate::config::Config;
-use crate::proto::{self, value::Kind};
+use fstore::config::Config;
+use fstore::proto::{self, value::Kind};
 
 #[derive(Parser, Debug)]
 #[command(name = "fstore", version, about = "A low-latency online feature store server")]
@@ -23,7 +23,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
-    pub client: crate::client::ClientOptions,
+    pub client: fstore::client::ClientOptions,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -156,11 +156,11 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     let listen = config.server.listen;
-    let engine = crate::engine::Engine::open(config)?;
+    let engine = fstore::engine::Engine::open(config)?;
     runtime()?.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        crate::serve::run(crate::runtime::Runtime::start(engine), listener, shutdown_signal()).await
+        fstore::serve::run(fstore::runtime::Runtime::start(engine), listener, shutdown_signal()).await
     })?;
     tracing::info!("Stopped.");
     Ok(ExitCode::SUCCESS)
@@ -224,7 +224,7 @@ fn client_addr(addr: Option<String>, config: &Config) -> String {
 }
 
 async fn apply(
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
     addr: String,
     dir: Option<PathBuf>,
     dry_run: bool,
@@ -276,28 +276,28 @@ fn key(action: KeyAction) -> anyhow::Result<ExitCode> {
             if services.is_empty() && !admin {
                 bail!("the key would grant nothing: give --services NAME,... and/or --admin");
             }
-            let key = crate::serve::auth::new_key()?;
+            let key = fstore::serve::auth::new_key()?;
             let services: Vec<String> = services.iter().map(|s| format!("{s:?}")).collect();
             eprintln!("The key (give it to the client; it is not stored anywhere):");
             println!("{key}");
             eprintln!("\nThe server's config entry (fstore.toml):");
             eprintln!(
                 "[[auth.keys]]\nname = {name:?}\nsha256 = \"{}\"\nservices = [{}]\nadmin = {admin}",
-                crate::serve::auth::digest_hex(&key),
+                fstore::serve::auth::digest_hex(&key),
                 services.join(", ")
             );
         }
         KeyAction::Hash => {
             let mut key = String::new();
             std::io::stdin().read_line(&mut key).context("reading the key from standard input")?;
-            println!("{}", crate::serve::auth::digest_hex(key.trim()));
+            println!("{}", fstore::serve::auth::digest_hex(key.trim()));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn ingest(
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
     addr: String,
     source: String,
     replace: bool,
@@ -388,7 +388,7 @@ fn describe_code(code: tonic::Code) -> &'static str {
 }
 
 async fn get(
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
     addr: String,
     service: Option<String>,
     features: Vec<String>,

@@ -57,7 +57,7 @@ pub struct ApplyReport {
 
 /// Check `files` (None: the definitions directory as it is now) and, unless
 /// `dry_run`, make them the running set.
-pub fn apply(
+pub(crate) fn apply(
     engine: &Arc<Engine>,
     files: Option<Vec<SourceFile>>,
     dry_run: bool,
@@ -210,7 +210,7 @@ fn drop_views(engine: &Engine, orphans: &[(u64, String)]) {
 
 /// Drop data of views that no definition computes any more (changed or
 /// removed while the server was stopped). Run at start.
-pub fn drop_unused_views(engine: &Engine) -> anyhow::Result<usize> {
+pub(crate) fn drop_unused_views(engine: &Engine) -> anyhow::Result<usize> {
     let live: HashSet<u64> = engine.registry().views.iter().map(|v| v.fingerprint).collect();
     let mut dropped = 0;
     for (fingerprint, meta) in engine.catalog.metas()? {

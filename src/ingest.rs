@@ -9,8 +9,8 @@
 //! which evaluates every view and builds the store writes.
 
 pub mod convert;
-pub mod events;
-pub mod json;
+pub(crate) mod events;
+pub(crate) mod json;
 pub mod parquet;
 
 pub use crate::engine::IngestReport;

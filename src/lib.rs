@@ -30,24 +30,27 @@
 //! - [`client`]: the `fstore-client` crate: the gRPC contract ([`proto`])
 //!   and a typed client, in a crate of its own so that a Rust model server
 //!   builds neither RocksDB nor librdkafka.
-//! - [`bench`]: `fstore bench`, an open-loop load generator over the gRPC API.
-//! - [`cli`]: the `fstore` command line: `serve`, `check`, `ingest`, `get`.
+//! - `bench` (in the binary, `src/main.rs`): `fstore bench` and
+//!   `fstore bench-ingest`, the load generators.
+//! - `cli` (in the binary): the `fstore` command line: `serve`, `check`,
+//!   `ingest`, `get`, ...
+//!
+//! The library's public surface is what the binary and the tests use.
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod bench;
 pub mod catalog;
-pub mod cli;
 pub mod config;
-pub mod definitions;
+pub(crate) mod definitions;
 pub mod engine;
-pub mod error;
+pub(crate) mod error;
 pub mod ingest;
 pub mod registry;
 pub mod runtime;
 pub mod serve;
 pub mod store;
-pub mod stream;
+pub(crate) mod stream;
 
 /// A typed client (the `fstore-client` crate).
 pub use fstore_client as client;

@@ -1,4 +1,8 @@
-//! The `fstore` binary: parse the command line and hand over to the library.
+//! The `fstore` binary: the command line ([`cli`]) and the load generators
+//! ([`bench`]) over the server library.
+
+mod bench;
+mod cli;
 
 use std::process::ExitCode;
 
@@ -10,8 +14,8 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = fstore::cli::Cli::parse();
-    match fstore::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

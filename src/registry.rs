@@ -6,7 +6,7 @@
 //! The server holds the current registry behind an atomic pointer, so a
 //! request sees one definitions version from start to finish.
 
-pub mod journal;
+pub(crate) mod journal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -7,10 +7,10 @@
 //! internal detail goes to the log.
 
 pub mod auth;
-pub mod guard;
-pub mod heavy;
-pub mod lookup;
-pub mod metrics;
+pub(crate) mod guard;
+pub(crate) mod heavy;
+pub(crate) mod lookup;
+pub(crate) mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -28,8 +28,8 @@
 //! speaks gRPC.
 
 pub mod aggs;
-pub mod bulk;
-pub mod cache;
+pub(crate) mod bulk;
+pub(crate) mod cache;
 pub mod codec;
 pub mod keys;
 

@@ -24,7 +24,7 @@
 //! with the reason in the `fstore-error` header (at least once: a crash
 //! between the send and the write can send one twice).
 
-pub mod stats;
+pub(crate) mod stats;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +47,7 @@ use crate::store::Durability;
 use stats::StreamStats;
 
 /// The running consumers; dropping it does not stop them, [`Streams::stop`] does.
-pub struct Streams {
+pub(crate) struct Streams {
     stop: Arc<AtomicBool>,
     workers: Vec<std::thread::JoinHandle<()>>,
     /// Every stream source's figures, in source order.
@@ -57,7 +57,7 @@ pub struct Streams {
 impl Streams {
     /// Start a consumer for every Kafka source that some view reads. With no
     /// brokers configured, log once that those sources are idle.
-    pub fn start(engine: &Arc<Engine>) -> Streams {
+    pub(crate) fn start(engine: &Arc<Engine>) -> Streams {
         let stop = Arc::new(AtomicBool::new(false));
         let registry = engine.registry();
         let sources: Vec<Source> = registry
@@ -110,12 +110,12 @@ impl Streams {
     }
 
     /// Every stream source's figures, in source order.
-    pub fn stats(&self) -> &[Arc<StreamStats>] {
+    pub(crate) fn stats(&self) -> &[Arc<StreamStats>] {
         &self.stats
     }
 
     /// Finish the batch in hand, write it, commit and leave the group.
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for w in self.workers {
             let _ = w.join();

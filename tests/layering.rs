@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 
 /// The modules in the order `lib.rs`'s documentation lists them
-/// (`//! - [`name`]: ...`).
+/// (`//! - [`name`]: ...`, or `//! - `name` (...)` for the binary's).
 fn layers() -> Vec<String> {
     let lib = std::fs::read_to_string(Path::new(SRC).join("lib.rs")).unwrap();
     lib.lines()
-        .filter_map(|line| line.strip_prefix("//! - [`"))
-        .filter_map(|rest| rest.split_once("`]").map(|(name, _)| name.to_string()))
+        .filter_map(|line| line.strip_prefix("//! - [`").or_else(|| line.strip_prefix("//! - `")))
+        .filter_map(|rest| rest.split_once('`').map(|(name, _)| name.to_string()))
         .collect()
 }
 

@@ -26,7 +26,7 @@ use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 use super::keys::{draw_entities, KeyColumn};
 use super::sampler::Rng;
-use crate::proto::{
+use fstore::proto::{
     feature_serving_client::FeatureServingClient, get_online_features_request::Selector,
     GetOnlineFeaturesRequest,
 };
@@ -49,12 +49,12 @@ pub enum Workload {
 /// One HTTP/2 connection to the server, with a client for each service.
 #[derive(Clone, Debug)]
 pub struct Connection {
-    pub serving: FeatureServingClient<crate::client::Authed>,
+    pub serving: FeatureServingClient<fstore::client::Authed>,
     pub health: HealthClient<Channel>,
 }
 
 impl Connection {
-    pub fn new(channel: Channel, bearer: crate::client::Bearer) -> Connection {
+    pub fn new(channel: Channel, bearer: fstore::client::Bearer) -> Connection {
         Connection {
             // Large responses (many rows, embeddings) must not fail on
             // tonic's default 4 MiB limit: that would measure the client.
@@ -360,7 +360,7 @@ fn micros(duration: Duration) -> u64 {
 
 /// The canonical gRPC name of a status code, as other gRPC tools print it.
 pub fn code_name(code: tonic::Code) -> &'static str {
-    crate::grpc_code_name(code)
+    fstore::grpc_code_name(code)
 }
 
 #[cfg(test)]

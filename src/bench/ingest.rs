@@ -28,9 +28,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::config::Config;
-use crate::engine::Engine;
-use crate::ingest::parquet::{ingest, Mode};
+use fstore::config::Config;
+use fstore::engine::Engine;
+use fstore::ingest::parquet::{ingest, Mode};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchIngestArgs {
@@ -265,7 +265,7 @@ pub fn run(args: BenchIngestArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(defs.join("bench.fdl"), AGGREGATING_DEFINITIONS)?;
         eprintln!("generating a week of events for {} users under {} ...", args.rows, root.display());
         let (bytes, events) =
-            write_event_files(&defs.join("data"), args.rows, args.events_per_key, crate::now_micros())?;
+            write_event_files(&defs.join("data"), args.rows, args.events_per_key, fstore::now_micros())?;
         eprintln!("{events} events");
         ("bench_events", 6, bytes)
     } else {

@@ -18,7 +18,7 @@ use std::fmt;
 use anyhow::{bail, Context};
 
 use super::sampler::{Distribution, IndexSampler, Rng};
-use crate::proto::{self, value::Kind};
+use fstore::proto::{self, value::Kind};
 
 /// The default range of an int64 key of a service that `--key` leaves out.
 pub const DEFAULT_INT_RANGE: (i64, i64) = (1, 1000);

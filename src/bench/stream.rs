@@ -54,9 +54,9 @@ pub struct ProduceArgs {
 
 pub fn run(
     args: ProduceArgs,
-    config: &crate::config::Config,
+    config: &fstore::config::Config,
     addr: String,
-    options: &crate::client::ClientOptions,
+    options: &fstore::client::ClientOptions,
 ) -> anyhow::Result<ExitCode> {
     let brokers = args.brokers.clone().unwrap_or_else(|| config.kafka.brokers.clone());
     anyhow::ensure!(!brokers.trim().is_empty(), "no brokers: pass --brokers or set kafka.brokers");
@@ -100,7 +100,7 @@ pub fn run(
         let _ = write!(
             payload,
             r#"{{"uid":{uid},"ts":{},"price":{:.2},"event":"{}","item_id":"item-{}"}}"#,
-            crate::now_micros() / 1000,
+            fstore::now_micros() / 1000,
             rng.below(10_000) as f64 / 100.0,
             events[rng.below(events.len() as u64) as usize],
             rng.below(5000)
@@ -151,7 +151,7 @@ async fn create_topic(client: &ClientConfig, topic: &str, partitions: i32) -> an
 /// Poll GetStatus until the server has applied `count` events; report the
 /// apply rate and the server's freshness figures.
 async fn watch(
-    client: &crate::client::ClientOptions,
+    client: &fstore::client::ClientOptions,
     addr: String,
     source: String,
     count: u64,
@@ -160,7 +160,7 @@ async fn watch(
     let mut first: Option<(Instant, u64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let json = admin.get_status(crate::proto::GetStatusRequest {}).await?.into_inner().json;
+        let json = admin.get_status(fstore::proto::GetStatusRequest {}).await?.into_inner().json;
         let doc: serde_json::Value = serde_json::from_str(&json)?;
         let stream = doc["sources"]
             .as_array()

@@ -32,7 +32,7 @@ use crate::store::Batch;
 
 /// One view being written, and where.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// Index into the plan's views.
     pub view: usize,
     pub fingerprint: u64,
@@ -41,7 +41,7 @@ pub struct Target {
 
 /// What applying a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Events stored in at least one view.
     pub written: u64,
     /// Events too old for any window of an aggregating view (counted once
@@ -50,7 +50,7 @@ pub struct Applied {
 }
 
 /// Everything about one batch that does not change per event.
-pub struct Events<'a> {
+pub(crate) struct Events<'a> {
     /// One column per source field, as the definitions' types.
     pub typed: &'a RecordBatch,
     pub event_times: &'a TimestampMicrosecondArray,
@@ -61,14 +61,14 @@ pub struct Events<'a> {
 }
 
 /// Lifetime-state slot holding the newest event time (after the features).
-pub fn newest_slot(features: &[AggFeature]) -> usize {
+pub(crate) fn newest_slot(features: &[AggFeature]) -> usize {
     features.len()
 }
 
 /// Evaluate every target view over `events` and add the results to `writes`.
 /// Rows in `rejects` are skipped; rows that fail to encode are added to it
 /// (with the reason) and written to no view.
-pub fn apply(
+pub(crate) fn apply(
     registry: &Registry,
     targets: &[Target],
     events: &Events<'_>,
@@ -244,7 +244,7 @@ fn entity_key(key: &mut Vec<u8>, target: &Target, keys: &[(DataType, arrow::arra
 }
 
 /// An empty lifetime state, with the newest-event-time slot.
-pub fn lifetime_state(features: &[AggFeature]) -> State {
+pub(crate) fn lifetime_state(features: &[AggFeature]) -> State {
     let mut state = State::lifetime(features);
     state.0.push(Partial::Max(None));
     state
@@ -259,7 +259,7 @@ fn note_event_time(state: &mut State, slot: usize, event_time: i64) {
 }
 
 /// The newest event time recorded in a lifetime state.
-pub fn newest_event_time(state: &State, features: &[AggFeature]) -> Option<i64> {
+pub(crate) fn newest_event_time(state: &State, features: &[AggFeature]) -> Option<i64> {
     match state.0.get(newest_slot(features)) {
         Some(Partial::Max(Some(Scalar::Timestamp(t)))) => Some(*t),
         _ => None,

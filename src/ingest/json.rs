@@ -60,7 +60,7 @@ impl BadReason {
 
 /// A message that could not be used, with what was wrong.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BadMessage {
+pub(crate) struct BadMessage {
     /// Index into the decoded messages.
     pub index: usize,
     pub reason: BadReason,
@@ -68,7 +68,7 @@ pub struct BadMessage {
 }
 
 /// The good messages as one batch, and the bad ones.
-pub struct Decoded {
+pub(crate) struct Decoded {
     /// One column per source field (named as the field), rows in message order.
     pub batch: RecordBatch,
     /// The event time of each row (never null).
@@ -99,7 +99,7 @@ enum Cell {
 
 /// Decode `payloads` (a `None` payload is an empty message) for `source`.
 /// `key_fields` are the fields holding entity keys in any view of the source.
-pub fn decode(payloads: &[Option<&[u8]>], source: &Source, key_fields: &BTreeSet<String>) -> Decoded {
+pub(crate) fn decode(payloads: &[Option<&[u8]>], source: &Source, key_fields: &BTreeSet<String>) -> Decoded {
     let fields: Vec<(&String, Option<DataType>)> = source.fields.iter().map(|(n, t)| (n, *t)).collect();
     let mut rows = Vec::with_capacity(payloads.len());
     let mut cells: Vec<Vec<Cell>> = Vec::with_capacity(payloads.len());

@@ -14,7 +14,7 @@ const STAGING: &str = ".fstore-apply";
 const COMPLETE: &str = "COMPLETE";
 
 /// Write `files` as the whole content (`*.fdl`) of `dir`, crash-safely.
-pub fn write(dir: &Path, files: &[SourceFile]) -> anyhow::Result<()> {
+pub(crate) fn write(dir: &Path, files: &[SourceFile]) -> anyhow::Result<()> {
     let staging = dir.join(STAGING);
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
@@ -31,7 +31,7 @@ pub fn write(dir: &Path, files: &[SourceFile]) -> anyhow::Result<()> {
 }
 
 /// Move a complete staged set into place; discard an incomplete one.
-pub fn recover(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn recover(dir: &Path) -> anyhow::Result<()> {
     let staging = dir.join(STAGING);
     if !staging.exists() {
         return Ok(());

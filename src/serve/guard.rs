@@ -33,19 +33,19 @@ use super::auth::Keys;
 
 /// When a call arrived, and by when its client wants the answer.
 #[derive(Clone, Copy, Debug)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     pub at: Instant,
     pub deadline: Option<Instant>,
 }
 
 impl Arrival {
-    pub fn now() -> Arrival {
+    pub(crate) fn now() -> Arrival {
         Arrival { at: Instant::now(), deadline: None }
     }
 
     /// The arrival stamped on `request`, or now for a call that came another
     /// way (tests calling a handler directly).
-    pub fn of<T>(request: &tonic::Request<T>) -> Arrival {
+    pub(crate) fn of<T>(request: &tonic::Request<T>) -> Arrival {
         request.extensions().get::<Arrival>().copied().unwrap_or_else(Arrival::now)
     }
 }
@@ -208,7 +208,7 @@ impl Drop for Ticket {
 }
 
 #[derive(Clone)]
-pub struct DoorLayer(pub Arc<Door>);
+pub(crate) struct DoorLayer(pub Arc<Door>);
 
 impl<S> tower::Layer<S> for DoorLayer {
     type Service = DoorService<S>;
@@ -218,7 +218,7 @@ impl<S> tower::Layer<S> for DoorLayer {
 }
 
 #[derive(Clone)]
-pub struct DoorService<S> {
+pub(crate) struct DoorService<S> {
     door: Arc<Door>,
     inner: S,
 }
@@ -311,7 +311,7 @@ fn refuse<E: Send + 'static>(error: Error) -> BoxFuture<http::Response<tonic::bo
 }
 
 /// `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-pub fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?;
     if text.len() < 2 || text.len() > 9 {
         return None;

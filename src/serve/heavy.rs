@@ -16,14 +16,14 @@ use std::sync::Arc;
 
 use crate::error::Error;
 
-pub struct HeavyPool {
+pub(crate) struct HeavyPool {
     pool: rayon::ThreadPool,
 }
 
 impl HeavyPool {
     /// `threads` lookup threads, each lowering its own priority as it starts
     /// (where the platform refuses, it logs and runs at normal priority).
-    pub fn new(threads: usize) -> anyhow::Result<Arc<HeavyPool>> {
+    pub(crate) fn new(threads: usize) -> anyhow::Result<Arc<HeavyPool>> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("fstore-lookup-{i}"))
@@ -41,7 +41,7 @@ impl HeavyPool {
     }
 
     /// Run `lookup` on a lookup thread; a panic inside it answers INTERNAL.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         lookup: impl FnOnce() -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {

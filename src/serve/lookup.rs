@@ -29,7 +29,7 @@ const AGG_KEY_READS: usize = 16;
 /// Whether a request takes long enough (many row reads, or many keys'
 /// windows to merge) that it should not run on an async worker. Cheap: no
 /// lookup. A lookup of a key or two of an aggregating view runs inline.
-pub fn is_heavy(registry: &Registry, request: &proto::GetOnlineFeaturesRequest) -> bool {
+pub(crate) fn is_heavy(registry: &Registry, request: &proto::GetOnlineFeaturesRequest) -> bool {
     let rows = request.entities.values().map(|v| v.values.len()).max().unwrap_or(0);
     match &request.selector {
         Some(Selector::FeatureService(name)) => match registry.services.get(name) {
@@ -49,7 +49,7 @@ pub fn is_heavy(registry: &Registry, request: &proto::GetOnlineFeaturesRequest) 
 }
 
 /// Answer `request` for `caller` (None: authentication is off).
-pub fn get_online_features(
+pub(crate) fn get_online_features(
     engine: &Engine,
     request: proto::GetOnlineFeaturesRequest,
     caller: Option<&Caller>,
@@ -334,7 +334,7 @@ fn check_entities(
     Ok(rows)
 }
 
-pub fn kind_name(kind: &Kind) -> &'static str {
+pub(crate) fn kind_name(kind: &Kind) -> &'static str {
     match kind {
         Kind::BoolValue(_) => "a bool",
         Kind::Int64Value(_) => "an int64",

@@ -196,7 +196,7 @@ fn escape(label: &str) -> String {
 }
 
 /// Serve `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve_http(
+pub(crate) async fn serve_http(
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     listener: tokio::net::TcpListener,

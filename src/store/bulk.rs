@@ -33,7 +33,7 @@ const DIR: &str = "bulk-load";
 const SST_BYTES: u64 = 256 << 20;
 
 /// Remove what an interrupted bulk load left behind.
-pub fn clear_leftovers(data_dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn clear_leftovers(data_dir: &Path) -> anyhow::Result<()> {
     let dir = data_dir.join(DIR);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;

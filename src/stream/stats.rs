@@ -278,7 +278,7 @@ fn quantiles(h: Option<&Histogram<u64>>) -> serde_json::Value {
 }
 
 /// Help and type lines for the stream metrics, written once.
-pub fn render_headers(out: &mut String) {
+pub(crate) fn render_headers(out: &mut String) {
     for (name, kind, help) in [
         ("fstore_stream_messages_total", "counter", "Messages consumed (good and bad), per partition."),
         ("fstore_stream_messages_per_second", "gauge", "Messages consumed per second over the last 10 s."),
