@@ -13,6 +13,7 @@ use super::declarations::{SourceInfo, ViewInfo};
 use super::{At, Checker, AGG_FUNCS};
 use crate::ast::{self, BinOp, ExprKind as A};
 use crate::diag::{codes, did_you_mean, Span};
+use crate::functions::{self, Form, Signature};
 use crate::plan::Source;
 use crate::types::DataType;
 
@@ -460,19 +461,21 @@ impl Walker<'_> {
                 }
             }
             A::Cast { ty, .. } => DataType::parse(&ty.name).map(|t| (t, true)),
-            A::Call { func, args } => match func.name.as_str() {
-                "lower" | "upper" | "concat" => Some((DataType::String, true)),
-                "length" | "days_between" | "hours_between" | "day_of_week" | "hour_of_day" | "bucketize"
-                | "hash_bucket" => Some((DataType::Int64, true)),
-                "ln" | "log10" | "sqrt" | "exp" | "pow" => Some((DataType::Float64, true)),
-                "abs" | "floor" | "ceil" | "round" => {
-                    args.first().and_then(|a| self.known(a)).and_then(|(t, f)| arith_type(t).map(|t| (t, f)))
-                }
-                "coalesce" | "least" | "greatest" | "clamp" => {
-                    join_guess(args.iter().filter_map(|a| self.known(a)))
-                }
-                "if" => join_guess(args.iter().skip(1).filter_map(|a| self.known(a))),
-                _ => None,
+            A::Call { func, args } => match functions::lookup(&func.name).map(|f| &f.form) {
+                Some(Form::Call { signature, .. }) => match signature {
+                    Signature::Exact { returns, .. } => Some((*returns, true)),
+                    Signature::Floats => Some((DataType::Float64, true)),
+                    Signature::Number => args
+                        .first()
+                        .and_then(|a| self.known(a))
+                        .and_then(|(t, f)| arith_type(t).map(|t| (t, f))),
+                    Signature::Common | Signature::Ordered | Signature::Numbers => {
+                        join_guess(args.iter().filter_map(|a| self.known(a)))
+                    }
+                    Signature::Conditional => join_guess(args.iter().skip(1).filter_map(|a| self.known(a))),
+                },
+                Some(Form::Bucketize | Form::HashBucket) => Some((DataType::Int64, true)),
+                None => None,
             },
         }
     }
@@ -568,34 +571,36 @@ impl Walker<'_> {
     fn call(&mut self, func: &str, args: &[ast::Expr], expected: Option<Demand>) {
         let all = |w: &mut Self, d: Option<Demand>| args.iter().for_each(|a| w.walk(a, d));
         let refs: Vec<&ast::Expr> = args.iter().collect();
-        match func {
-            "coalesce" | "least" | "greatest" => self.group(&refs, expected, false),
-            "clamp" => self.group(&refs, expected.filter(|d| d.ty.is_numeric()), true),
-            "if" => {
-                if let Some(c) = args.first() {
-                    self.walk(c, strong(DataType::Bool));
+        let Some(function) = functions::lookup(func) else {
+            self.ignored(|w| all(w, None));
+            return;
+        };
+        match &function.form {
+            Form::Call { signature, .. } => match signature {
+                Signature::Common | Signature::Ordered => self.group(&refs, expected, false),
+                Signature::Numbers => self.group(&refs, expected.filter(|d| d.ty.is_numeric()), true),
+                Signature::Conditional => {
+                    if let Some(c) = args.first() {
+                        self.walk(c, strong(DataType::Bool));
+                    }
+                    self.group(refs.get(1..).unwrap_or(&[]), expected, false);
                 }
-                self.group(refs.get(1..).unwrap_or(&[]), expected, false);
-            }
-            "lower" | "upper" | "length" | "concat" => all(self, strong(DataType::String)),
-            "abs" | "floor" | "ceil" | "round" => {
-                let d = expected
-                    .and_then(|d| arith_type(d.ty))
-                    .or_else(|| args.first().and_then(|a| self.known(a)).and_then(|(t, _)| arith_type(t)));
-                all(self, d.and_then(numeric));
-            }
-            "ln" | "log10" | "sqrt" | "exp" | "pow" => all(self, numeric(DataType::Float64)),
-            "days_between" | "hours_between" | "day_of_week" | "hour_of_day" => {
-                all(self, strong(DataType::Timestamp))
-            }
-            "bucketize" | "hash_bucket" => {
-                let d = if func == "bucketize" { numeric(DataType::Float64) } else { None };
+                Signature::Exact { arg, .. } => all(self, strong(*arg)),
+                Signature::Number => {
+                    let d = expected.and_then(|d| arith_type(d.ty)).or_else(|| {
+                        args.first().and_then(|a| self.known(a)).and_then(|(t, _)| arith_type(t))
+                    });
+                    all(self, d.and_then(numeric));
+                }
+                Signature::Floats => all(self, numeric(DataType::Float64)),
+            },
+            form @ (Form::Bucketize | Form::HashBucket) => {
+                let d = if matches!(form, Form::Bucketize) { numeric(DataType::Float64) } else { None };
                 if let Some(x) = args.first() {
                     self.walk(x, d);
                 }
                 self.ignored(|w| args.iter().skip(1).for_each(|a| w.walk(a, None)));
             }
-            _ => self.ignored(|w| all(w, None)),
         }
     }
 }

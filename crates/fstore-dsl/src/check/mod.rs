@@ -60,34 +60,6 @@ pub fn check(files: &[SourceFile]) -> Result<Plan, Vec<Diagnostic>> {
 
 const AGG_FUNCS: &[&str] = &["count", "sum", "avg", "min", "max", "last", "first"];
 
-/// Row functions with their arity (min, max).
-const ROW_FUNCS: &[(&str, usize, usize)] = &[
-    ("coalesce", 2, usize::MAX),
-    ("if", 3, 3),
-    ("lower", 1, 1),
-    ("upper", 1, 1),
-    ("length", 1, 1),
-    ("concat", 1, usize::MAX),
-    ("abs", 1, 1),
-    ("ln", 1, 1),
-    ("log10", 1, 1),
-    ("sqrt", 1, 1),
-    ("exp", 1, 1),
-    ("pow", 2, 2),
-    ("floor", 1, 1),
-    ("ceil", 1, 1),
-    ("round", 1, 1),
-    ("least", 2, usize::MAX),
-    ("greatest", 2, usize::MAX),
-    ("clamp", 3, 3),
-    ("bucketize", 2, 2),
-    ("hash_bucket", 2, 2),
-    ("days_between", 2, 2),
-    ("hours_between", 2, 2),
-    ("day_of_week", 1, 1),
-    ("hour_of_day", 1, 1),
-];
-
 const TYPE_NAMES: &[&str] = &[
     "bool",
     "int64",

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use super::declarations::ViewInfo;
 use super::inference::{arith_type, join_guess, lit_type, literal, FieldKey, FieldType, Inferred, Lit};
-use super::{At, Checker, Reporter, AGG_FUNCS, ROW_FUNCS, TYPE_NAMES};
+use super::{At, Checker, Reporter, AGG_FUNCS, TYPE_NAMES};
 use crate::ast::{self, BinOp, ExprKind as A};
 use crate::diag::{codes, did_you_mean, Span};
+use crate::functions::{self, Form, Signature};
 use crate::parse::format_duration;
-use crate::plan::{
-    AggFeature, AggFunc, ArithOp, CmpOp, Expr, ExprKind, Func, Literal, RowFeature, View, ViewBody,
-};
+use crate::plan::{AggFeature, AggFunc, ArithOp, CmpOp, Expr, ExprKind, Literal, RowFeature, View, ViewBody};
 use crate::types::DataType;
 
 /// Default tile size of aggregating views.
@@ -826,16 +825,16 @@ impl Typer<'_, '_> {
             self.error(func.span, code, message, Some(hint.into()));
             return None;
         }
-        let Some(&(_, min, max)) = ROW_FUNCS.iter().find(|(n, _, _)| *n == name) else {
-            let hint =
-                did_you_mean(name, ROW_FUNCS.iter().map(|(n, _, _)| *n).chain(AGG_FUNCS.iter().copied()));
+        let Some(function) = functions::lookup(name) else {
+            let hint = did_you_mean(name, functions::names().chain(AGG_FUNCS.iter().copied()));
             self.error(func.span, codes::UNKNOWN_FUNCTION, format!("unknown function `{name}`"), hint);
             return None;
         };
+        let (min, max) = (function.min_args, function.max_args);
         if args.len() < min || args.len() > max {
             let wanted = if min == max {
                 plural(min, "argument")
-            } else if max == usize::MAX {
+            } else if max == functions::ANY {
                 format!("at least {}", plural(min, "argument"))
             } else {
                 format!("{min} to {max} arguments")
@@ -843,98 +842,14 @@ impl Typer<'_, '_> {
             self.error(span, codes::ARITY, format!("`{name}` takes {wanted}, found {}", args.len()), None);
             return None;
         }
-        let what = format!("`{name}`");
-        let call = |f: Func, args: Vec<Expr>, ty: DataType| Some(Expr { kind: ExprKind::Call(f, args), ty });
-        use DataType::*;
-        match name {
-            "coalesce" | "least" | "greatest" | "clamp" => {
-                let refs: Vec<&ast::Expr> = args.iter().collect();
-                let expected =
-                    if name == "coalesce" { expected } else { expected.filter(|t| t.is_numeric()) };
-                // clamp works on numbers only, so float32 widens as in arithmetic.
-                let mode = if name == "clamp" { Promote::Arith } else { Promote::Widen };
-                let expected = if name == "clamp" { expected.and_then(arith_type) } else { expected };
-                let (xs, ty) = self.same_type(&refs, expected, mode, &what)?;
-                let allowed: &[DataType] = match name {
-                    "coalesce" => &[],
-                    "clamp" => &[Int64, Float64],
-                    _ => &[Int64, Float64, String, Timestamp],
-                };
-                if !allowed.is_empty() && !allowed.contains(&ty) {
-                    let names: Vec<std::string::String> = allowed.iter().map(|t| t.to_string()).collect();
-                    self.mismatch(span, format!("{what} takes {}, found {ty}", names.join(" or ")));
-                    return None;
-                }
-                let f = match name {
-                    "coalesce" => Func::Coalesce,
-                    "least" => Func::Least,
-                    "greatest" => Func::Greatest,
-                    _ => Func::Clamp,
-                };
-                call(f, xs, ty)
-            }
-            "if" => {
-                let cond = self.bool_operand(&args[0], "the condition of `if`");
-                let (xs, ty) = self.same_type(&[&args[1], &args[2]], expected, Promote::Widen, &what)?;
-                let mut all = vec![cond?];
-                all.extend(xs);
-                call(Func::If, all, ty)
-            }
-            "lower" | "upper" | "length" => {
-                let x = self.arg_of(&args[0], String, name)?;
-                let (f, ty) = match name {
-                    "lower" => (Func::Lower, String),
-                    "upper" => (Func::Upper, String),
-                    _ => (Func::Length, Int64),
-                };
-                call(f, vec![x], ty)
-            }
-            "concat" => {
-                let xs: Vec<Option<Expr>> = args.iter().map(|a| self.arg_of(a, String, name)).collect();
-                call(Func::Concat, xs.into_iter().collect::<Option<_>>()?, String)
-            }
-            "abs" | "floor" | "ceil" | "round" => {
-                let x = self.lower(&args[0], expected.and_then(arith_type))?;
-                let Some(t) = arith_type(x.ty) else {
-                    self.mismatch(args[0].span, format!("{what} takes a number, found {}", x.ty));
-                    return None;
-                };
-                let f = match name {
-                    "abs" => Func::Abs,
-                    "floor" => Func::Floor,
-                    "ceil" => Func::Ceil,
-                    _ => Func::Round,
-                };
-                call(f, vec![convert(x, t)], t)
-            }
-            "ln" | "log10" | "sqrt" | "exp" | "pow" => {
-                let xs: Vec<Option<Expr>> = args.iter().map(|a| self.float_arg(a, name)).collect();
-                let f = match name {
-                    "ln" => Func::Ln,
-                    "log10" => Func::Log10,
-                    "sqrt" => Func::Sqrt,
-                    "exp" => Func::Exp,
-                    _ => Func::Pow,
-                };
-                call(f, xs.into_iter().collect::<Option<_>>()?, Float64)
-            }
-            "days_between" | "hours_between" | "day_of_week" | "hour_of_day" => {
-                let xs: Vec<Option<Expr>> = args.iter().map(|a| self.arg_of(a, Timestamp, name)).collect();
-                let f = match name {
-                    "days_between" => Func::DaysBetween,
-                    "hours_between" => Func::HoursBetween,
-                    "day_of_week" => Func::DayOfWeek,
-                    _ => Func::HourOfDay,
-                };
-                call(f, xs.into_iter().collect::<Option<_>>()?, Int64)
-            }
-            "bucketize" => {
+        let (func, signature) = match &function.form {
+            Form::Call { func, signature, .. } => (*func, signature),
+            Form::Bucketize => {
                 let x = self.float_arg(&args[0], name);
                 let bounds = self.bounds(&args[1]);
-                Some(Expr { kind: ExprKind::Bucketize(Box::new(x?), bounds?), ty: Int64 })
+                return Some(Expr { kind: ExprKind::Bucketize(Box::new(x?), bounds?), ty: DataType::Int64 });
             }
-            _ => {
-                // hash_bucket
+            Form::HashBucket => {
                 let x = if matches!(args[0].kind, A::Null) {
                     self.untyped_null(args[0].span)
                 } else {
@@ -952,7 +867,59 @@ impl Typer<'_, '_> {
                         None
                     }
                 };
-                Some(Expr { kind: ExprKind::HashBucket(Box::new(x?), n?), ty: Int64 })
+                return Some(Expr { kind: ExprKind::HashBucket(Box::new(x?), n?), ty: DataType::Int64 });
+            }
+        };
+        let what = format!("`{name}`");
+        let call = |args: Vec<Expr>, ty: DataType| Some(Expr { kind: ExprKind::Call(func, args), ty });
+        use DataType::*;
+        match signature {
+            Signature::Common | Signature::Ordered | Signature::Numbers => {
+                let refs: Vec<&ast::Expr> = args.iter().collect();
+                let (expected, mode, allowed): (_, _, &[DataType]) = match signature {
+                    Signature::Common => (expected, Promote::Widen, &[]),
+                    Signature::Ordered => (
+                        expected.filter(|t| t.is_numeric()),
+                        Promote::Widen,
+                        &[Int64, Float64, String, Timestamp],
+                    ),
+                    // Signature::Numbers: numbers only, so float32 widens as in arithmetic.
+                    _ => (
+                        expected.filter(|t| t.is_numeric()).and_then(arith_type),
+                        Promote::Arith,
+                        &[Int64, Float64],
+                    ),
+                };
+                let (xs, ty) = self.same_type(&refs, expected, mode, &what)?;
+                if !allowed.is_empty() && !allowed.contains(&ty) {
+                    let names: Vec<std::string::String> = allowed.iter().map(|t| t.to_string()).collect();
+                    self.mismatch(span, format!("{what} takes {}, found {ty}", names.join(" or ")));
+                    return None;
+                }
+                call(xs, ty)
+            }
+            Signature::Conditional => {
+                let cond = self.bool_operand(&args[0], &format!("the condition of {what}"));
+                let (xs, ty) = self.same_type(&[&args[1], &args[2]], expected, Promote::Widen, &what)?;
+                let mut all = vec![cond?];
+                all.extend(xs);
+                call(all, ty)
+            }
+            Signature::Exact { arg, returns } => {
+                let xs: Vec<Option<Expr>> = args.iter().map(|a| self.arg_of(a, *arg, name)).collect();
+                call(xs.into_iter().collect::<Option<_>>()?, *returns)
+            }
+            Signature::Number => {
+                let x = self.lower(&args[0], expected.and_then(arith_type))?;
+                let Some(t) = arith_type(x.ty) else {
+                    self.mismatch(args[0].span, format!("{what} takes a number, found {}", x.ty));
+                    return None;
+                };
+                call(vec![convert(x, t)], t)
+            }
+            Signature::Floats => {
+                let xs: Vec<Option<Expr>> = args.iter().map(|a| self.float_arg(a, name)).collect();
+                call(xs.into_iter().collect::<Option<_>>()?, Float64)
             }
         }
     }
