@@ -13,6 +13,9 @@
 //! - `time`: `days_between`, `hours_between`, `day_of_week`, `hour_of_day`
 //! - `cast`: `x as T`
 //!
+//! Which kernel runs a function call is written in the row-function table,
+//! [`crate::functions`], which the checker reads too.
+//!
 //! Data never makes evaluation fail: a value without an answer (integer
 //! overflow, division by zero, text that does not parse, a float that is not
 //! finite) is null in that row. Evaluation fails only when the batch does not
@@ -28,12 +31,12 @@
 //! input rows, so the same rows give the same values online, in a backfill and
 //! in a test.
 
-mod arith;
+pub(crate) mod arith;
 mod cast;
 mod compare;
-mod logic;
-mod text;
-mod time;
+pub(crate) mod logic;
+pub(crate) mod text;
+pub(crate) mod time;
 
 use std::sync::Arc;
 
@@ -49,6 +52,7 @@ use arrow::datatypes::{
 };
 use arrow::record_batch::RecordBatch;
 
+use crate::functions;
 use crate::plan::{Expr, ExprKind, Func, Literal};
 use crate::types::{DataType, ElementType};
 
@@ -86,7 +90,7 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, EvalError> {
 
 /// An evaluated operand.
 #[derive(Clone, Debug)]
-enum Val {
+pub(crate) enum Val {
     /// One value per row of the batch.
     Column(ArrayRef),
     /// Exactly one row, standing for every row. Literals are scalars, and a
@@ -219,35 +223,11 @@ fn eval_val(expr: &Expr, batch: &RecordBatch) -> Result<Val, EvalError> {
     }
 }
 
+/// Run the kernel the row-function table gives for `func`.
 fn call(func: Func, args: &[Val], ty: DataType, rows: usize) -> Result<Val, EvalError> {
-    use arith::Pick;
-    use time::{MICROS_PER_DAY, MICROS_PER_HOUR};
-    match (func, args) {
-        (Func::Coalesce, _) => logic::coalesce(args),
-        (Func::If, [cond, then, otherwise]) => logic::if_then_else(cond, then, otherwise),
-        (Func::Lower, [x]) => text::lower(x),
-        (Func::Upper, [x]) => text::upper(x),
-        (Func::Length, [x]) => text::length(x),
-        (Func::Concat, _) => text::concat(args, rows),
-        (Func::Abs, [x]) => arith::abs(x, ty),
-        (Func::Ln, [x]) => arith::float_fn(x, f64::ln),
-        (Func::Log10, [x]) => arith::float_fn(x, f64::log10),
-        (Func::Sqrt, [x]) => arith::float_fn(x, f64::sqrt),
-        (Func::Exp, [x]) => arith::float_fn(x, f64::exp),
-        (Func::Pow, [x, y]) => arith::pow(x, y),
-        (Func::Floor, [x]) => arith::rounding(x, ty, f64::floor),
-        (Func::Ceil, [x]) => arith::rounding(x, ty, f64::ceil),
-        // f64::round rounds half away from zero, as the language promises.
-        (Func::Round, [x]) => arith::rounding(x, ty, f64::round),
-        (Func::Least, _) => arith::least_greatest(args, ty, Pick::Least),
-        (Func::Greatest, _) => arith::least_greatest(args, ty, Pick::Greatest),
-        (Func::Clamp, [x, lo, hi]) => arith::clamp(x, lo, hi, ty),
-        (Func::DaysBetween, [a, b]) => time::units_between(a, b, MICROS_PER_DAY),
-        (Func::HoursBetween, [a, b]) => time::units_between(a, b, MICROS_PER_HOUR),
-        (Func::DayOfWeek, [ts]) => time::day_of_week(ts),
-        (Func::HourOfDay, [ts]) => time::hour_of_day(ts),
-        (func, args) => Err(invariant(format!("{func:?} called with {} arguments", args.len()))),
-    }
+    let kernel = functions::kernel(func).ok_or_else(|| invariant(format!("{func:?} has no kernel")))?;
+    kernel(args, ty, rows)
+        .unwrap_or_else(|| Err(invariant(format!("{func:?} called with {} arguments", args.len()))))
 }
 
 /// A literal as a one-row array of the node's type.

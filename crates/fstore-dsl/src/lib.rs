@@ -1,6 +1,8 @@
 //! The fstore feature-definition language (FDL).
 //!
-//! Stages, each in its own module and depending only on the ones before it:
+//! Stages, each in its own module and depending only on the ones before it
+//! (but for [`functions`], the one table both the checker and the evaluator
+//! read):
 //!
 //! - [`lex`]: bytes to tokens with spans. Never panics, whatever the input.
 //! - [`parse`]: tokens to the untyped syntax tree of [`ast`], recovering after
@@ -9,6 +11,8 @@
 //!   the syntax tree of every file into one typed [`plan::Plan`], or a list of
 //!   [`diag::Diagnostic`]s with file, line, column, a caret and a hint.
 //! - [`eval`]: runs typed row expressions over Arrow record batches.
+//! - [`functions`]: the row functions (`lower`, `coalesce`, ...): each one's
+//!   name, arity, typing rule and evaluation kernel, in one table.
 //! - [`agg`]: aggregations: partial aggregates per tile, their storage encoding and windowed values.
 //! - [`tiles`]: tiles at several sizes, and which of them a window reads.
 //! - [`hash`]: the platform-stable hash behind `hash_bucket`.
@@ -22,6 +26,7 @@ pub mod ast;
 pub mod check;
 pub mod diag;
 pub mod eval;
+pub mod functions;
 pub mod hash;
 pub mod lex;
 pub mod parse;

@@ -194,6 +194,8 @@ pub enum CmpOp {
 }
 
 /// Functions with their typing (the checker guarantees these argument types).
+/// Each is one entry of the row-function table, [`crate::functions`]. The
+/// names are part of a view's canonical text (see [`Expr`]'s `Display`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Func {
     /// `(T, T, ...) -> T`, two or more args of one type.

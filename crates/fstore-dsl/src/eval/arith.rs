@@ -58,7 +58,7 @@ pub(super) fn arith(op: ArithOp, x: &Val, y: &Val, ty: DataType) -> Result<Val, 
     }
 }
 
-pub(super) fn abs(x: &Val, ty: DataType) -> Result<Val, EvalError> {
+pub(crate) fn abs(x: &Val, ty: DataType) -> Result<Val, EvalError> {
     match ty {
         DataType::Int64 => map1::<Int64Type, Int64Type>(x, i64::checked_abs),
         DataType::Float64 => map1_total::<Float64Type, Float64Type>(x, f64::abs),
@@ -67,16 +67,16 @@ pub(super) fn abs(x: &Val, ty: DataType) -> Result<Val, EvalError> {
 }
 
 /// `ln`, `log10`, `sqrt`, `exp`: float64 to float64, non-finite results null.
-pub(super) fn float_fn(x: &Val, f: fn(f64) -> f64) -> Result<Val, EvalError> {
+pub(crate) fn float_fn(x: &Val, f: fn(f64) -> f64) -> Result<Val, EvalError> {
     map1::<Float64Type, Float64Type>(x, |v| finite(f(v)))
 }
 
-pub(super) fn pow(x: &Val, y: &Val) -> Result<Val, EvalError> {
+pub(crate) fn pow(x: &Val, y: &Val) -> Result<Val, EvalError> {
     map2::<Float64Type, Float64Type, Float64Type>(x, y, |a, b| finite(a.powf(b)))
 }
 
 /// `floor`, `ceil`, `round`: identity on int64, `f` on float64.
-pub(super) fn rounding(x: &Val, ty: DataType, f: fn(f64) -> f64) -> Result<Val, EvalError> {
+pub(crate) fn rounding(x: &Val, ty: DataType, f: fn(f64) -> f64) -> Result<Val, EvalError> {
     match ty {
         DataType::Int64 => Ok(x.clone()),
         // A finite float rounds to a finite float.
@@ -86,7 +86,7 @@ pub(super) fn rounding(x: &Val, ty: DataType, f: fn(f64) -> f64) -> Result<Val, 
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Pick {
+pub(crate) enum Pick {
     Least,
     Greatest,
 }
@@ -103,7 +103,7 @@ impl Pick {
 }
 
 /// `least(a, b, ...)` / `greatest(a, b, ...)`: null if any argument is null.
-pub(super) fn least_greatest(args: &[Val], ty: DataType, pick: Pick) -> Result<Val, EvalError> {
+pub(crate) fn least_greatest(args: &[Val], ty: DataType, pick: Pick) -> Result<Val, EvalError> {
     let (first, rest) = args.split_first().ok_or_else(|| invariant(format!("{pick:?} with no arguments")))?;
     let mut acc = first.clone();
     for next in rest {
@@ -149,7 +149,7 @@ fn pick2(x: &Val, y: &Val, ty: DataType, pick: Pick) -> Result<Val, EvalError> {
 
 /// `clamp(x, lo, hi)` = `least(greatest(x, lo), hi)`: when `lo > hi` the
 /// result is `hi`.
-pub(super) fn clamp(x: &Val, lo: &Val, hi: &Val, ty: DataType) -> Result<Val, EvalError> {
+pub(crate) fn clamp(x: &Val, lo: &Val, hi: &Val, ty: DataType) -> Result<Val, EvalError> {
     match ty {
         DataType::Int64 | DataType::Float64 => {
             let raised = pick2(x, lo, ty, Pick::Greatest)?;

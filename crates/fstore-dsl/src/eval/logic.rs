@@ -35,7 +35,7 @@ pub(super) fn is_null(x: &Val, negated: bool) -> Result<Val, EvalError> {
 /// `if(cond, then, else)`: rows where `cond` is true take `then`, rows where
 /// it is false or null take `else`. Both branches are evaluated in full
 /// (neither can fail on data), then merged.
-pub(super) fn if_then_else(cond: &Val, then: &Val, otherwise: &Val) -> Result<Val, EvalError> {
+pub(crate) fn if_then_else(cond: &Val, then: &Val, otherwise: &Val) -> Result<Val, EvalError> {
     let mask = bools(cond.array())?;
     if let Val::Scalar(_) = cond {
         let take_then = mask.is_valid(0) && mask.value(0);
@@ -47,7 +47,7 @@ pub(super) fn if_then_else(cond: &Val, then: &Val, otherwise: &Val) -> Result<Va
 
 /// `coalesce(a, b, ...)`: per row, the first argument that is not null; null
 /// if all are. Stops reading arguments once no row is null any more.
-pub(super) fn coalesce(args: &[Val]) -> Result<Val, EvalError> {
+pub(crate) fn coalesce(args: &[Val]) -> Result<Val, EvalError> {
     let (first, rest) = args.split_first().ok_or_else(|| invariant("coalesce with no arguments".into()))?;
     let mut acc = first.clone();
     for next in rest {

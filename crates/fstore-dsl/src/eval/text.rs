@@ -12,7 +12,7 @@ use arrow::compute::kernels::concat_elements::concat_elements_utf8_many;
 
 use super::{align, append_text, invariant, strings, EvalError, Val};
 
-pub(super) fn lower(x: &Val) -> Result<Val, EvalError> {
+pub(crate) fn lower(x: &Val) -> Result<Val, EvalError> {
     x.map(|a| {
         map_strings(strings(a)?, |s, out| {
             // The ASCII path skips Unicode tables; it gives the same answer.
@@ -26,7 +26,7 @@ pub(super) fn lower(x: &Val) -> Result<Val, EvalError> {
     })
 }
 
-pub(super) fn upper(x: &Val) -> Result<Val, EvalError> {
+pub(crate) fn upper(x: &Val) -> Result<Val, EvalError> {
     x.map(|a| {
         map_strings(strings(a)?, |s, out| {
             if s.is_ascii() {
@@ -57,7 +57,7 @@ fn map_strings(input: &StringArray, f: impl Fn(&str, &mut String)) -> Result<Arr
     Ok(Arc::new(out.finish()))
 }
 
-pub(super) fn length(x: &Val) -> Result<Val, EvalError> {
+pub(crate) fn length(x: &Val) -> Result<Val, EvalError> {
     x.map(|a| {
         // A string's scalar-value count is at most its byte length, which an
         // Arrow Utf8 array keeps below 2^31: the conversion cannot fail.
@@ -66,7 +66,7 @@ pub(super) fn length(x: &Val) -> Result<Val, EvalError> {
     })
 }
 
-pub(super) fn concat(args: &[Val], rows: usize) -> Result<Val, EvalError> {
+pub(crate) fn concat(args: &[Val], rows: usize) -> Result<Val, EvalError> {
     match args {
         [] => return Err(invariant("concat with no arguments".into())),
         [only] => return Ok(only.clone()),

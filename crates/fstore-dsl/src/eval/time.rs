@@ -10,13 +10,13 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use super::{map1_total, map2, EvalError, Val};
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
-pub(super) const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
-pub(super) const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+pub(crate) const MICROS_PER_HOUR: i64 = 3_600 * MICROS_PER_SECOND;
+pub(crate) const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
 /// `days_between(a, b)` / `hours_between(a, b)`: whole `unit`s in `b - a`,
 /// truncated toward zero. Computed in i128, so even the two extreme
 /// timestamps give an answer rather than an overflow.
-pub(super) fn units_between(a: &Val, b: &Val, unit: i64) -> Result<Val, EvalError> {
+pub(crate) fn units_between(a: &Val, b: &Val, unit: i64) -> Result<Val, EvalError> {
     map2::<TimestampMicrosecondType, TimestampMicrosecondType, Int64Type>(a, b, |a, b| {
         // |b - a| < 2^64 micros, so the quotient by a unit of at least an
         // hour fits an i64; try_from only guards that reasoning.
@@ -25,7 +25,7 @@ pub(super) fn units_between(a: &Val, b: &Val, unit: i64) -> Result<Val, EvalErro
 }
 
 /// Monday = 0 ... Sunday = 6, UTC.
-pub(super) fn day_of_week(ts: &Val) -> Result<Val, EvalError> {
+pub(crate) fn day_of_week(ts: &Val) -> Result<Val, EvalError> {
     map1_total::<TimestampMicrosecondType, Int64Type>(ts, |micros| {
         // 1970-01-01 (day 0) was a Thursday, weekday 3.
         (micros.div_euclid(MICROS_PER_DAY) + 3).rem_euclid(7)
@@ -33,7 +33,7 @@ pub(super) fn day_of_week(ts: &Val) -> Result<Val, EvalError> {
 }
 
 /// 0..=23, UTC.
-pub(super) fn hour_of_day(ts: &Val) -> Result<Val, EvalError> {
+pub(crate) fn hour_of_day(ts: &Val) -> Result<Val, EvalError> {
     map1_total::<TimestampMicrosecondType, Int64Type>(ts, |micros| {
         micros.rem_euclid(MICROS_PER_DAY) / MICROS_PER_HOUR
     })
