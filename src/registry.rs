@@ -6,6 +6,7 @@
 //! The server holds the current registry behind an atomic pointer, so a
 //! request sees one definitions version from start to finish.
 
+pub(crate) mod identity;
 pub(crate) mod journal;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,11 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
-use fstore_dsl::plan::{AggFunc, FeatureRef, Plan, ViewBody};
+use fstore_dsl::plan::{FeatureRef, Plan};
 use fstore_dsl::{DataType, SourceFile};
-use xxhash_rust::xxh64::xxh64;
-
-use crate::store::codec;
 
 /// Definitions that failed `check`, rendered for humans.
 #[derive(Debug, thiserror::Error)]
@@ -187,65 +185,10 @@ impl Registry {
     }
 }
 
-/// The fingerprint covers everything that decides which values a view
-/// stores and how they are laid out: entity keys, source and key fields,
-/// filter, features with types and expressions, aggregation settings, and
-/// the value format. It leaves out what only affects reading (the ttl).
+/// The fingerprint that keys a view's stored data: a hash of its canonical
+/// identity text ([`identity`]).
 pub fn fingerprint(plan: &Plan, view: usize) -> u64 {
-    use std::fmt::Write;
-    let v = &plan.views[view];
-    let entity = &plan.entities[v.entity];
-    let source = &plan.sources[v.source];
-    let mut text = format!("fstore-view/v1 format={} view={}\n", codec::FORMAT_VERSION, v.name);
-    let _ = writeln!(text, "entity={}", entity.name);
-    for (key, field) in entity.keys.iter().zip(&v.key_fields) {
-        let _ = writeln!(text, "key {}:{} <- {}", key.name, key.ty, field);
-    }
-    let _ = writeln!(text, "source={} timestamp={}", source.name, source.timestamp_field);
-    if let Some(filter) = &v.filter {
-        let _ = writeln!(text, "filter={filter}");
-    }
-    match &v.body {
-        ViewBody::Row { features } => {
-            for f in features {
-                let _ = writeln!(text, "row {}:{} = {}", f.name, f.ty, f.expr);
-            }
-        }
-        ViewBody::Aggregating { resolution, features } => {
-            let _ = writeln!(text, "resolution={}s", resolution.as_secs());
-            for f in features {
-                let _ = write!(text, "agg {}:{} = {}(", f.name, f.ty, agg_func_identity(f.func));
-                if let Some(arg) = &f.arg {
-                    let _ = write!(text, "{arg}");
-                }
-                let _ = write!(text, ")");
-                if let Some(w) = f.window {
-                    let _ = write!(text, " over {}s", w.as_secs());
-                }
-                if let Some(c) = &f.condition {
-                    let _ = write!(text, " where {c}");
-                }
-                text.push('\n');
-            }
-        }
-    }
-    xxh64(text.as_bytes(), 0)
-}
-
-/// An aggregate function's name in a view's stored identity. Written out,
-/// not taken from `Debug`, so that renaming a variant cannot re-key (and so
-/// drop) every aggregating view; these are the names `Debug` gave when the
-/// fingerprint was first defined (tests/golden/fingerprints.txt holds them).
-fn agg_func_identity(func: AggFunc) -> &'static str {
-    match func {
-        AggFunc::Count => "Count",
-        AggFunc::Sum => "Sum",
-        AggFunc::Avg => "Avg",
-        AggFunc::Min => "Min",
-        AggFunc::Max => "Max",
-        AggFunc::Last => "Last",
-        AggFunc::First => "First",
-    }
+    identity::fingerprint(plan, view)
 }
 
 fn view_info(plan: &Plan, view: usize) -> ViewInfo {
@@ -293,6 +236,17 @@ mod golden_fingerprints {
 # so its data is dropped and loaded again. Rewritten only on purpose, with
 # `BLESS=1 cargo test --lib golden_fingerprints` (see src/registry.rs).
 ";
+
+    /// The checked plans of the example definitions and the good files.
+    pub(crate) fn golden_plans() -> Vec<fstore_dsl::Plan> {
+        definition_sets()
+            .into_iter()
+            .map(|(set, files)| {
+                fstore_dsl::check(&files)
+                    .unwrap_or_else(|d| panic!("{set} does not check:\n{}", fstore_dsl::render(&d, &files)))
+            })
+            .collect()
+    }
 
     fn definition_sets() -> Vec<(String, Vec<SourceFile>)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));

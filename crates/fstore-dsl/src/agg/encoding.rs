@@ -4,7 +4,11 @@
 use super::state::{Partial, State};
 use super::values::Scalar;
 
-pub(super) const VERSION: u8 = 1;
+/// The version of the stored state format. A view's identity names it
+/// (the server's `registry::identity`), so a new version re-keys the
+/// aggregating views whose states it cannot read.
+pub const STATE_FORMAT_VERSION: u8 = 1;
+pub(super) const VERSION: u8 = STATE_FORMAT_VERSION;
 
 /// A stored state that does not decode; the reason names what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

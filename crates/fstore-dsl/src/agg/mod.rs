@@ -82,7 +82,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
-pub use encoding::{merge_encoded, CorruptState};
+pub use encoding::{merge_encoded, CorruptState, STATE_FORMAT_VERSION};
 pub use inputs::{evaluate, Inputs};
 pub use state::{Partial, State};
 pub use values::Scalar;
