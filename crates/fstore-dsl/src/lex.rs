@@ -276,6 +276,14 @@ impl Lexer<'_> {
                         Some('"') => value.push('"'),
                         Some('\\') => value.push('\\'),
                         Some('n') => value.push('\n'),
+                        // Invalid UTF-8 right after the backslash: say so,
+                        // as anywhere else in the file.
+                        Some('\u{FFFD}') => {
+                            let at = self.pos;
+                            self.bump();
+                            self.unexpected_char('\u{FFFD}', at);
+                            continue;
+                        }
                         Some('\n') | None => {
                             self.error(
                                 Span::new(esc_start, self.pos),

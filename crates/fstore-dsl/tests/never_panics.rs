@@ -241,6 +241,18 @@ fn assert_invalid_utf8_reported(name: &str, bytes: &[u8], result: &Result<(), Ve
 const INVALID: &[&[u8]] =
     &[b"\x80", b"\xff", b"\xfe", b"\xc3", b"\xe2\x82", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"];
 
+/// Found by `arbitrary_bytes_through_load_dir`: invalid UTF-8 right after a
+/// backslash in a string was reported as an unknown escape only.
+#[test]
+fn invalid_utf8_after_a_backslash_in_a_string_is_located() {
+    for invalid in INVALID {
+        let bytes = [b"\"\\".as_slice(), invalid, b"\"\n"].concat();
+        let dir = TempDir::new();
+        let (name, result) = load_and_check(&dir.0, &bytes);
+        assert_invalid_utf8_reported(&name, &bytes, &result);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
