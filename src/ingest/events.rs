@@ -161,7 +161,7 @@ pub(crate) fn apply(
             entity_key(&mut key, target, keys, row);
             let mut value = Vec::with_capacity(64);
             if let Err(why) = encode_row(event_time, columns, row, &mut value) {
-                failure = Some(why);
+                failure = Some(why.to_string());
                 break;
             }
             encoded.push((key.clone(), value));

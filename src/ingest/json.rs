@@ -193,7 +193,21 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn misfit(v: &Value, ty: impl std::fmt::Display) -> String {
+/// Why a JSON value does not fit its field's type.
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    /// `a string "abc" is not a valid int64` (long values shown cut).
+    #[error("{kind} {shown} is not a valid {ty}")]
+    Misfit { kind: &'static str, shown: String, ty: String },
+    #[error("{0}; expected epoch milliseconds or an RFC 3339 string")]
+    Timestamp(Box<ValueError>),
+    #[error("element {0} is null; arrays may not hold nulls")]
+    NullElement(usize),
+    #[error("element {0}: {1}")]
+    Element(usize, Box<ValueError>),
+}
+
+fn misfit(v: &Value, ty: impl std::fmt::Display) -> ValueError {
     let mut shown = v.to_string();
     if shown.len() > 40 {
         let mut cut = 37;
@@ -203,10 +217,10 @@ fn misfit(v: &Value, ty: impl std::fmt::Display) -> String {
         shown.truncate(cut);
         shown.push_str("...");
     }
-    format!("{} {shown} is not a valid {ty}", json_kind(v))
+    ValueError::Misfit { kind: json_kind(v), shown, ty: ty.to_string() }
 }
 
-fn read(v: &Value, ty: DataType) -> Result<Cell, String> {
+fn read(v: &Value, ty: DataType) -> Result<Cell, ValueError> {
     Ok(match ty {
         DataType::Bool => Cell::Bool(v.as_bool().ok_or_else(|| misfit(v, ty))?),
         DataType::Int64 => Cell::Int(int64(v).ok_or_else(|| misfit(v, ty))?),
@@ -214,16 +228,16 @@ fn read(v: &Value, ty: DataType) -> Result<Cell, String> {
         DataType::Float32 => Cell::F32(float32(v).ok_or_else(|| misfit(v, ty))?),
         DataType::String => Cell::Str(v.as_str().ok_or_else(|| misfit(v, ty))?.to_string()),
         DataType::Bytes => Cell::Bytes(v.as_str().ok_or_else(|| misfit(v, ty))?.as_bytes().to_vec()),
-        DataType::Timestamp => Cell::Ts(timestamp(v).ok_or_else(|| {
-            format!("{}; expected epoch milliseconds or an RFC 3339 string", misfit(v, "timestamp"))
-        })?),
+        DataType::Timestamp => {
+            Cell::Ts(timestamp(v).ok_or_else(|| ValueError::Timestamp(Box::new(misfit(v, "timestamp"))))?)
+        }
         DataType::Array(elem) => {
             let items = v.as_array().ok_or_else(|| misfit(v, ty))?;
             let element = |i: usize, item: &Value| {
                 if item.is_null() {
-                    format!("element {i} is null; arrays may not hold nulls")
+                    ValueError::NullElement(i)
                 } else {
-                    format!("element {i}: {}", misfit(item, elem.as_data_type()))
+                    ValueError::Element(i, Box::new(misfit(item, elem.as_data_type())))
                 }
             };
             macro_rules! list {

@@ -47,11 +47,22 @@ pub enum ColumnRef<'a> {
     List(&'a ListArray, ElementType),
 }
 
+/// Why a value cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The evaluator handed over a column of another Arrow type.
+    #[error("column of Arrow type {arrow} where {expected} was expected")]
+    ColumnType { arrow: String, expected: DataType },
+    /// Arrays may not hold nulls; the row is rejected.
+    #[error("array element {index} is null; arrays may not hold nulls")]
+    NullElement { index: usize },
+}
+
 impl<'a> ColumnRef<'a> {
     /// Downcast `array`, which must have the Arrow type of `ty` (the evaluator
     /// guarantees it); a mismatch is reported, not panicked on.
-    pub fn new(array: &'a ArrayRef, ty: DataType) -> Result<Self, String> {
-        let mismatch = || format!("column of Arrow type {} where {ty} was expected", array.data_type());
+    pub fn new(array: &'a ArrayRef, ty: DataType) -> Result<Self, EncodeError> {
+        let mismatch = || EncodeError::ColumnType { arrow: array.data_type().to_string(), expected: ty };
         let a = array.as_any();
         Ok(match ty {
             DataType::Bool => ColumnRef::Bool(a.downcast_ref().ok_or_else(mismatch)?),
@@ -84,7 +95,7 @@ impl<'a> ColumnRef<'a> {
 
     /// Append the value at `row` (not null). Fails for an array holding a null
     /// element: arrays may not contain nulls, so such a row is rejected.
-    fn encode(&self, row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode(&self, row: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             ColumnRef::Bool(a) => out.push(a.value(row) as u8),
             ColumnRef::Int64(a) => put_varint_i64(out, a.value(row)),
@@ -97,7 +108,7 @@ impl<'a> ColumnRef<'a> {
                 let items = a.value(row);
                 if items.null_count() > 0 {
                     let at = (0..items.len()).find(|&i| items.is_null(i)).unwrap_or(0);
-                    return Err(format!("array element {at} is null; arrays may not hold nulls"));
+                    return Err(EncodeError::NullElement { index: at });
                 }
                 put_varint_u64(out, items.len() as u64);
                 match elem {
@@ -135,7 +146,7 @@ pub fn encode_row(
     columns: &[ColumnRef<'_>],
     row: usize,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), EncodeError> {
     out.clear();
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&event_time.to_le_bytes());
@@ -461,7 +472,8 @@ mod tests {
             Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(vec![Some(vec![Some(1.0), None])]));
         let refs = [ColumnRef::new(&array, DataType::Array(ElementType::Float32)).unwrap()];
         let err = encode_row(0, &refs, 0, &mut Vec::new()).unwrap_err();
-        assert!(err.contains("element 1 is null"), "{err}");
+        assert_eq!(err, EncodeError::NullElement { index: 1 });
+        assert_eq!(err.to_string(), "array element 1 is null; arrays may not hold nulls");
     }
 }
 
