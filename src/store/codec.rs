@@ -21,6 +21,7 @@ use arrow::array::{
     StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{Float32Type, Float64Type, Int64Type};
+use fstore_dsl::varint::{self, put_i64 as put_varint_i64, put_u64 as put_varint_u64, VarintError};
 use fstore_dsl::{DataType, ElementType};
 
 use crate::proto::{self, value::Kind};
@@ -210,20 +211,11 @@ impl<'a> Reader<'a> {
     }
 
     fn varint_u64(&mut self) -> Result<u64, CorruptRow> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7F) << shift;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(CorruptRow("varint too long"))
+        varint::read_u64(self.bytes, &mut self.pos).map_err(corrupt)
     }
 
     fn varint_i64(&mut self) -> Result<i64, CorruptRow> {
-        let z = self.varint_u64()?;
-        Ok(((z >> 1) as i64) ^ -((z & 1) as i64))
+        varint::read_i64(self.bytes, &mut self.pos).map_err(corrupt)
     }
 
     fn len(&mut self) -> Result<usize, CorruptRow> {
@@ -282,16 +274,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn put_varint_u64(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint_i64(out: &mut Vec<u8>, v: i64) {
-    put_varint_u64(out, ((v << 1) ^ (v >> 63)) as u64);
+fn corrupt(e: VarintError) -> CorruptRow {
+    CorruptRow(match e {
+        VarintError::Truncated => "truncated",
+        VarintError::OutOfRange => "varint too long",
+        VarintError::NotMinimal => "varint not minimal",
+    })
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {

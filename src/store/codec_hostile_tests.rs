@@ -28,6 +28,7 @@ const REASONS: &[&str] = &[
     "length overflow",
     "length past the end",
     "varint too long",
+    "varint not minimal",
     "invalid UTF-8",
     "trailing bytes",
 ];

@@ -16,6 +16,7 @@
 //! - [`agg`]: aggregations: partial aggregates per tile, their storage encoding and windowed values.
 //! - [`tiles`]: tiles at several sizes, and which of them a window reads.
 //! - [`hash`]: the platform-stable hash behind `hash_bucket`.
+//! - [`varint`]: the one integer encoding of every stored format.
 //!
 //! The language itself is documented for users in the project's `docs/dsl.md`.
 
@@ -33,6 +34,7 @@ pub mod parse;
 pub mod plan;
 pub mod tiles;
 pub mod types;
+pub mod varint;
 
 pub use check::check;
 pub use diag::{render, Diagnostic};

@@ -3,6 +3,15 @@
 
 use super::state::{Partial, State};
 use super::values::Scalar;
+use crate::varint::{self, put_i128, put_i64, put_u64, VarintError};
+
+fn corrupt(e: VarintError) -> CorruptState {
+    CorruptState(match e {
+        VarintError::Truncated => "truncated",
+        VarintError::OutOfRange => "varint out of range",
+        VarintError::NotMinimal => "varint not minimal",
+    })
+}
 
 /// The version of the stored state format. A view's identity names it
 /// (the server's `registry::identity`), so a new version re-keys the
@@ -109,26 +118,6 @@ pub(super) mod tag {
     pub const FLOAT64_LIST: u8 = 8;
     pub const INT64_LIST: u8 = 9;
     pub const STRING_LIST: u8 = 10;
-}
-
-fn put_u128(out: &mut Vec<u8>, mut v: u128) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    put_u128(out, u128::from(v));
-}
-
-fn put_i64(out: &mut Vec<u8>, v: i64) {
-    put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn put_i128(out: &mut Vec<u8>, v: i128) {
-    put_u128(out, ((v << 1) ^ (v >> 127)) as u128);
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -274,40 +263,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A minimal LEB128 varint of at most `bits` bits.
-    fn varint(&mut self, bits: u32) -> Result<u128, CorruptState> {
-        let mut v: u128 = 0;
-        let mut shift = 0u32;
-        loop {
-            let b = self.byte()?;
-            let payload = u128::from(b & 0x7f);
-            if shift >= bits || (bits - shift < 7 && payload >> (bits - shift) != 0) {
-                return Err(CorruptState("varint out of range"));
-            }
-            v |= payload << shift;
-            if b & 0x80 == 0 {
-                if b == 0 && shift > 0 {
-                    return Err(CorruptState("varint not minimal"));
-                }
-                return Ok(v);
-            }
-            shift += 7;
-        }
-    }
-
     fn u64(&mut self) -> Result<u64, CorruptState> {
-        // At most 64 bits were read, so the conversion cannot fail.
-        u64::try_from(self.varint(64)?).map_err(|_| CorruptState("varint out of range"))
+        varint::read_u64(self.bytes, &mut self.pos).map_err(corrupt)
     }
 
     fn i64(&mut self) -> Result<i64, CorruptState> {
-        let u = self.u64()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        varint::read_i64(self.bytes, &mut self.pos).map_err(corrupt)
     }
 
     fn i128(&mut self) -> Result<i128, CorruptState> {
-        let u = self.varint(128)?;
-        Ok(((u >> 1) as i128) ^ -((u & 1) as i128))
+        varint::read_i128(self.bytes, &mut self.pos).map_err(corrupt)
     }
 
     /// A length or count of items that each take at least one byte, so it
