@@ -1,5 +1,6 @@
-//! Storage in RocksDB: key layout ([`keys`]), value encoding ([`codec`]) and
-//! the [`Store`] that owns the database.
+//! Storage in RocksDB: key layout ([`keys`]), value encoding ([`codec`]),
+//! aggregate states ([`aggs`]), the rows' merge operator (`merge`), write
+//! batches ([`Batch`]) and the [`Store`] that owns the database.
 //!
 //! Column families:
 //! - `rows`: the latest row per entity for every row view, keyed as
@@ -28,10 +29,15 @@
 //! speaks gRPC.
 
 pub mod aggs;
+mod batch;
 pub(crate) mod bulk;
 pub(crate) mod cache;
 pub mod codec;
 pub mod keys;
+mod merge;
+
+pub use batch::{Batch, CollectedRows, Durability};
+use merge::{newest_row_full_merge, newest_row_partial_merge, replaces};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,8 +45,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::Context;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBPinnableSlice, MergeOperands, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBPinnableSlice, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::config::{Compression, StoreConfig};
@@ -544,63 +549,6 @@ fn compact_generation(db: &DB, fingerprint: u64, generation: u32) {
     }
 }
 
-/// How hard a write must be made durable before it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Through the write-ahead log and fsynced.
-    Sync,
-    /// Through the write-ahead log (survives a process crash, not a power loss).
-    Wal,
-    /// Not logged: the caller flushes ([`Store::flush_rows`]) before it commits
-    /// anything that depends on these writes. Bulk loads use it.
-    FlushBeforeCommit,
-}
-
-/// Writes that become visible together, in one RocksDB write.
-pub struct Batch<'a> {
-    rows: &'a rocksdb::ColumnFamily,
-    aggs: &'a rocksdb::ColumnFamily,
-    meta: &'a rocksdb::ColumnFamily,
-    batch: WriteBatch,
-    /// Keys to invalidate in the row cache after the write.
-    written: Option<Vec<Vec<u8>>>,
-    /// Row upserts held for a bulk load instead of written.
-    collected: Option<CollectedRows>,
-}
-
-/// Rows (key, encoded row) in one buffer, in the order they were added.
-#[derive(Default)]
-pub struct CollectedRows {
-    bytes: Vec<u8>,
-    lengths: Vec<(u32, u32)>,
-}
-
-impl CollectedRows {
-    fn push(&mut self, key: &[u8], row: &[u8]) {
-        self.bytes.extend_from_slice(key);
-        self.bytes.extend_from_slice(row);
-        self.lengths.push((key.len() as u32, row.len() as u32));
-    }
-
-    pub fn len(&self) -> usize {
-        self.lengths.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lengths.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let mut at = 0;
-        self.lengths.iter().map(move |&(k, v)| {
-            let (k, v) = (k as usize, v as usize);
-            let row = (&self.bytes[at..at + k], &self.bytes[at + k..at + k + v]);
-            at += k + v;
-            row
-        })
-    }
-}
-
 /// A lookup that could not be answered from the store.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -608,89 +556,6 @@ pub enum ReadError {
     Store(rocksdb::Error),
     #[error(transparent)]
     Corrupt(codec::CorruptRow),
-}
-
-impl Batch<'_> {
-    /// Fold an encoded partial aggregate state into the one stored at `key`.
-    pub fn merge_agg(&mut self, key: &[u8], encoded_state: &[u8]) {
-        self.batch.merge_cf(self.aggs, key, encoded_state);
-    }
-
-    /// Record the next offset to consume of a stream source's partition.
-    pub fn put_offset(&mut self, source: &str, topic: &str, partition: i32, next: i64) {
-        self.batch.put_cf(self.meta, format!("offset/{source}/{topic}/{partition}"), next.to_le_bytes());
-    }
-
-    /// Upsert an encoded row: it replaces the stored one only if its event
-    /// time is at least as great.
-    pub fn upsert(&mut self, key: &[u8], encoded_row: &[u8]) {
-        if let Some(collected) = &mut self.collected {
-            collected.push(key, encoded_row);
-            return;
-        }
-        self.batch.merge_cf(self.rows, key, encoded_row);
-        if let Some(written) = &mut self.written {
-            written.push(key.to_vec());
-        }
-    }
-
-    /// The row upserts a [`Store::bulk_batch`] collected.
-    pub fn take_collected_rows(&mut self) -> CollectedRows {
-        self.collected.as_mut().map(std::mem::take).unwrap_or_default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-}
-
-/// Pick the newest of the existing value and the operands; on equal event
-/// times the later operand wins (arrival order). A value too short to carry
-/// an event time (corruption) never wins over a good one.
-fn newest<'a>(existing: Option<&'a [u8]>, operands: &'a MergeOperands) -> Option<&'a [u8]> {
-    let readable = |v: &[u8]| codec::event_time_of(v).is_some();
-    let mut best = existing.filter(|v| readable(v));
-    for op in operands {
-        if readable(op) && best.is_none_or(|b| replaces(b, op)) {
-            best = Some(op);
-        }
-    }
-    best.or(existing)
-}
-
-/// Whether `later` replaces `earlier` stored under the same key: the newest
-/// event time wins, ties go to the later write, and a row too short to
-/// carry an event time (corruption) never wins over a good one. The rule of
-/// the `rows` merge operator, and of bulk loads (`bulk`).
-fn replaces(earlier: &[u8], later: &[u8]) -> bool {
-    match (codec::event_time_of(earlier), codec::event_time_of(later)) {
-        (Some(e), Some(l)) => l >= e,
-        (None, _) => true,
-        (Some(_), None) => false,
-    }
-}
-
-/// Never fails, for the reason given at [`agg_merge`]: with no readable
-/// row at all, the last operand is kept and its read reports the corruption.
-fn newest_or_kept<'a>(existing: Option<&'a [u8]>, operands: &'a MergeOperands) -> Option<Vec<u8>> {
-    let kept = newest(existing, operands).or_else(|| operands.iter().last());
-    Some(kept.map(<[u8]>::to_vec).unwrap_or_default())
-}
-
-fn newest_row_full_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
-    newest_or_kept(existing, operands)
-}
-
-fn newest_row_partial_merge(
-    _key: &[u8],
-    existing: Option<&[u8]>,
-    operands: &MergeOperands,
-) -> Option<Vec<u8>> {
-    newest_or_kept(existing, operands)
 }
 
 #[cfg(test)]
