@@ -41,14 +41,14 @@ use crate::store::Store;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ViewMeta {
     /// The view's name when this record was last written (for humans).
-    pub view: String,
+    pub(crate) view: String,
     /// Generation readers use; 0 = nothing loaded yet.
     pub generation: u32,
     /// A load in progress (or interrupted by a crash) writes here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_generation: Option<u32>,
+    pub(crate) pending_generation: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_load: Option<LoadRecord>,
+    pub(crate) last_load: Option<LoadRecord>,
     /// For an aggregating view: the coarse tile sizes, in microseconds, that
     /// the active generation holds for every one of its events. `None`: it
     /// was written before coarse tiles existed (fine tiles only), and is
@@ -60,11 +60,11 @@ pub struct ViewMeta {
 /// What GetStatus says of a view's last Parquet load.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct LoadRecord {
-    pub mode: String,
-    pub finished_at_micros: i64,
-    pub rows_written: u64,
-    pub rows_rejected: u64,
-    pub files: Vec<String>,
+    pub(crate) mode: String,
+    pub(crate) finished_at_micros: i64,
+    pub(crate) rows_written: u64,
+    pub(crate) rows_rejected: u64,
+    pub(crate) files: Vec<String>,
 }
 
 const META_PREFIX: &[u8] = b"view/";
@@ -85,12 +85,12 @@ pub enum Write {
 /// A view a write goes to.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub fingerprint: u64,
+    pub(crate) fingerprint: u64,
     /// The view's name, recorded for humans and logs.
-    pub view: String,
+    pub(crate) view: String,
     /// The coarse tile sizes this version writes for the view (`None`: a
     /// row view). A new generation records them.
-    pub coarse_spans_micros: Option<Vec<i64>>,
+    pub(crate) coarse_spans_micros: Option<Vec<i64>>,
 }
 
 /// The published generation map: the active generation per view

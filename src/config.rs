@@ -25,15 +25,15 @@ const DEFAULTS: &str = include_str!("default.toml");
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
-    pub ingest: IngestConfig,
+    pub(crate) ingest: IngestConfig,
     pub kafka: KafkaConfig,
     /// Per feature service overrides, by service name.
     #[serde(default)]
     pub services: std::collections::BTreeMap<String, ServiceConfig>,
     #[serde(default)]
-    pub auth: AuthConfig,
+    pub(crate) auth: AuthConfig,
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub(crate) tls: TlsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -52,9 +52,9 @@ pub struct ServerConfig {
     /// At start, load every parquet source whose views hold no data yet from
     /// the source's own `path` (a fresh store, or a view whose definition
     /// changed).
-    pub load_sources_on_start: bool,
+    pub(crate) load_sources_on_start: bool,
     /// Largest number of entity rows one GetOnlineFeatures request may ask for.
-    pub max_rows_per_request: usize,
+    pub(crate) max_rows_per_request: usize,
     /// Largest gRPC message the server decodes, in bytes; a larger one is
     /// refused before it is read into a request.
     pub max_request_bytes: usize,
@@ -62,7 +62,7 @@ pub struct ServerConfig {
     /// request arrives. One more is refused at once with RESOURCE_EXHAUSTED:
     /// this bounds the memory that queued requests hold (at most
     /// `max_in_flight` x `max_request_bytes`).
-    pub max_in_flight: usize,
+    pub(crate) max_in_flight: usize,
     /// A lookup that waited longer than this between arrival and its turn is
     /// refused with RESOURCE_EXHAUSTED instead of served late: under
     /// overload, queueing would only make every answer late. Milliseconds;
@@ -90,50 +90,50 @@ pub struct ServiceConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     #[serde(default)]
-    pub keys: Vec<ApiKeyConfig>,
+    pub(crate) keys: Vec<ApiKeyConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// Who holds the key: named in logs, never the key itself.
-    pub name: String,
+    pub(crate) name: String,
     /// Hex SHA-256 of the key (`fstore key hash` prints it). The key itself
     /// is never stored.
-    pub sha256: String,
+    pub(crate) sha256: String,
     /// Feature services the key may read; `"*"` is every service.
     #[serde(default)]
-    pub services: Vec<String>,
+    pub(crate) services: Vec<String>,
     /// Whether the key may ingest, apply definitions and read the status.
     #[serde(default)]
-    pub admin: bool,
+    pub(crate) admin: bool,
 }
 
 /// TLS for the gRPC listener, from PEM files; off unless `cert` is set.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
     /// CA that signs client certificates; when set, every client must
     /// present one.
-    pub client_ca: Option<PathBuf>,
+    pub(crate) client_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// RocksDB block cache, shared by all column families, in MiB.
-    pub block_cache_mb: usize,
+    pub(crate) block_cache_mb: usize,
     /// RocksDB memtable size per column family, in MiB.
-    pub write_buffer_mb: usize,
+    pub(crate) write_buffer_mb: usize,
     /// Cache of decoded rows in front of RocksDB, in MiB; 0 turns it off.
     /// Every write invalidates the rows it touches.
-    pub row_cache_mb: usize,
+    pub(crate) row_cache_mb: usize,
     /// Compression of stored rows in the bottom level, where loaded
     /// snapshots settle: `none`, `lz4` or `zstd`. A lookup that misses the
     /// block cache decompresses a block, so this trades disk for tail latency.
-    pub compression: Compression,
+    pub(crate) compression: Compression,
     /// Read the serving generations into the block cache before reporting
     /// SERVING, up to three quarters of `block_cache_mb`.
     pub warm_cache_on_start: bool,
@@ -151,7 +151,7 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// Rows per record batch read from Parquet: bounds ingest memory.
-    pub batch_rows: usize,
+    pub(crate) batch_rows: usize,
     /// How many rejected-row reasons an ingest report carries.
     pub max_sample_errors: usize,
     /// Memory a REPLACE load sorts rows in before it spills a sorted run to
@@ -169,7 +169,7 @@ pub struct KafkaConfig {
     /// the partitions of each topic.
     pub group_id: String,
     /// Most messages applied in one atomic store write.
-    pub batch_max: usize,
+    pub(crate) batch_max: usize,
     /// Longest wait for more messages before a partial batch is written, in
     /// milliseconds: the freshness cost of batching.
     pub linger_ms: u64,
@@ -179,14 +179,14 @@ pub struct KafkaConfig {
     /// librdkafka's 45 s: a killed server's partitions move sooner, and a
     /// broker that holds the first join of a group for half the session
     /// timeout (BENCHMARKS.md, "Streams") hands partitions out sooner.
-    pub session_timeout_ms: u64,
+    pub(crate) session_timeout_ms: u64,
     /// Static group membership (Kafka's `group.instance.id`, one per stream
     /// source: `<instance_id>-<source>`). Empty: off. Set it to a name that
     /// is stable across restarts and unique in the group (a StatefulSet pod
     /// name, a host name), and a restarted server gets its partitions back
     /// without a rebalance; on a stop it does not leave the group, so its
     /// partitions wait for it up to `session_timeout_ms`.
-    pub instance_id: String,
+    pub(crate) instance_id: String,
     /// Any librdkafka property, passed through to every consumer and producer
     /// (for example `"security.protocol" = "SASL_SSL"`, `"sasl.mechanism"`,
     /// `"ssl.ca.location"`). They override fstore's own settings.

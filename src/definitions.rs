@@ -39,20 +39,20 @@ pub enum ApplyError {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ViewChange {
-    pub view: String,
-    pub change: &'static str,
-    pub data: String,
+pub(crate) struct ViewChange {
+    pub(crate) view: String,
+    pub(crate) change: &'static str,
+    pub(crate) data: String,
 }
 
 #[derive(Debug, Default)]
 pub struct ApplyReport {
-    pub applied: bool,
-    pub views: Vec<ViewChange>,
-    pub notes: Vec<String>,
+    pub(crate) applied: bool,
+    pub(crate) views: Vec<ViewChange>,
+    pub(crate) notes: Vec<String>,
     /// A Kafka source, or what its consumer decodes, changed: the consumers
     /// must restart to follow.
-    pub restart_streams: bool,
+    pub(crate) restart_streams: bool,
 }
 
 /// Check `files` (None: the definitions directory as it is now) and, unless

@@ -22,10 +22,10 @@ use crate::registry::Registry;
 use crate::store::Store;
 
 pub struct Engine {
-    pub config: Config,
+    pub(crate) config: Config,
     pub store: Arc<Store>,
     /// Which generation of each view readers see.
-    pub catalog: Catalog,
+    pub(crate) catalog: Catalog,
     registry: ArcSwap<Registry>,
     /// One writer per source at a time: two loads of one source would race
     /// for its views' generations.
@@ -36,43 +36,43 @@ pub struct Engine {
     /// Starts from the clock so that it keeps growing across restarts.
     seq: AtomicU64,
     /// One definitions apply at a time.
-    pub apply_lock: Mutex<()>,
+    pub(crate) apply_lock: Mutex<()>,
 }
 
 /// What GetStatus says of one source's batch loads.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SourceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_progress: Option<Arc<IngestProgress>>,
+    pub(crate) in_progress: Option<Arc<IngestProgress>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_ingest: Option<IngestReport>,
+    pub(crate) last_ingest: Option<IngestReport>,
 }
 
 /// What one load did, as the `IngestReport` message and GetStatus show it.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct IngestReport {
-    pub source: String,
-    pub mode: String,
-    pub files: Vec<String>,
-    pub rows_read: u64,
+    pub(crate) source: String,
+    pub(crate) mode: String,
+    pub(crate) files: Vec<String>,
+    pub(crate) rows_read: u64,
     /// Rows stored in at least one view (rows every view filters out are
     /// neither written nor rejected).
     pub rows_written: u64,
     pub rows_rejected: u64,
     /// Events older than every window of an aggregating view: kept only in
     /// its lifetime aggregates.
-    pub rows_too_late: u64,
+    pub(crate) rows_too_late: u64,
     pub sample_errors: Vec<String>,
-    pub duration_micros: u64,
+    pub(crate) duration_micros: u64,
 }
 
 /// Live counters of a running load; the CLI polls them for its progress bar.
 #[derive(Debug, Default, Serialize)]
 pub struct IngestProgress {
-    pub mode: String,
-    pub files: Vec<String>,
-    pub rows_total: std::sync::atomic::AtomicU64,
-    pub rows_read: std::sync::atomic::AtomicU64,
+    pub(crate) mode: String,
+    pub(crate) files: Vec<String>,
+    pub(crate) rows_total: std::sync::atomic::AtomicU64,
+    pub(crate) rows_read: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {

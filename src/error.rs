@@ -33,7 +33,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub fn grpc(self) -> tonic::Code {
+    pub(crate) fn grpc(self) -> tonic::Code {
         match self {
             Code::InvalidArgument => tonic::Code::InvalidArgument,
             Code::FailedPrecondition => tonic::Code::FailedPrecondition,

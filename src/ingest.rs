@@ -13,7 +13,7 @@ pub(crate) mod events;
 pub(crate) mod json;
 pub mod parquet;
 
-pub use crate::engine::IngestReport;
+pub(crate) use crate::engine::IngestReport;
 
 /// Why a load failed as a whole (and wrote nothing visible).
 #[derive(Debug, thiserror::Error)]

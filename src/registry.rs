@@ -22,8 +22,8 @@ use fstore_dsl::{DataType, SourceFile};
 #[derive(Debug, thiserror::Error)]
 #[error("{count} error(s) in the definitions:\n{rendered}")]
 pub struct DefinitionErrors {
-    pub count: usize,
-    pub rendered: String,
+    pub(crate) count: usize,
+    pub(crate) rendered: String,
 }
 
 /// Per view, what serving and ingest need at hand.
@@ -33,12 +33,12 @@ pub struct ViewInfo {
     /// Identifies the definition that computes this view's values; part of every key.
     pub fingerprint: u64,
     /// Feature types in declaration order: the stored row layout.
-    pub feature_types: Vec<DataType>,
-    pub feature_names: Vec<String>,
+    pub(crate) feature_types: Vec<DataType>,
+    pub(crate) feature_names: Vec<String>,
     /// Entity key column names, in the entity's order.
-    pub key_names: Vec<String>,
-    pub ttl: Option<Duration>,
-    pub aggregating: bool,
+    pub(crate) key_names: Vec<String>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) aggregating: bool,
     /// An aggregating view's tiles: resolution, sizes and horizon.
     pub agg_layout: Option<crate::store::aggs::AggLayout>,
 }
@@ -55,31 +55,31 @@ impl ViewInfo {
 #[derive(Clone, Debug)]
 pub struct Selection {
     /// Response columns in order: (`view.feature`, view index, feature index).
-    pub columns: Vec<Column>,
+    pub(crate) columns: Vec<Column>,
     /// Each view read once, with the columns it fills.
-    pub views: Vec<ViewRead>,
+    pub(crate) views: Vec<ViewRead>,
     /// Key columns the request must carry, with their types, sorted by name.
-    pub keys: BTreeMap<String, DataType>,
+    pub(crate) keys: BTreeMap<String, DataType>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Column {
-    pub name: String,
+    pub(crate) name: String,
     pub feature: FeatureRef,
-    pub ty: DataType,
+    pub(crate) ty: DataType,
 }
 
 #[derive(Clone, Debug)]
 pub struct ViewRead {
-    pub view: usize,
+    pub(crate) view: usize,
     /// (feature index within the view, response column index)
-    pub features: Vec<(usize, usize)>,
+    pub(crate) features: Vec<(usize, usize)>,
 }
 
 pub struct Registry {
-    pub plan: Plan,
+    pub(crate) plan: Plan,
     pub views: Vec<ViewInfo>,
-    pub services: HashMap<String, Arc<Selection>>,
+    pub(crate) services: HashMap<String, Arc<Selection>>,
     pub files: Vec<SourceFile>,
 }
 

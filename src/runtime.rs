@@ -24,7 +24,7 @@ use crate::stream::stats::StreamStats;
 use crate::stream::Streams;
 
 pub struct Runtime {
-    pub engine: Arc<Engine>,
+    pub(crate) engine: Arc<Engine>,
     /// The running stream consumers, which a definitions apply may restart.
     streams: Mutex<Option<Streams>>,
 }

@@ -65,7 +65,7 @@ pub struct Store {
     /// SST files with them.
     sst_options: Options,
     /// Decoded rows in front of RocksDB; `None` when `store.row_cache_mb` is 0.
-    pub cache: Option<cache::RowCache>,
+    pub(crate) cache: Option<cache::RowCache>,
     /// Background compactions of freshly loaded generations, one at a time.
     compactor: Mutex<Option<Compactor>>,
     /// Read by the `aggs` compaction filter.

@@ -28,8 +28,8 @@ use fstore_dsl::{DataType, ElementType};
 /// A column whose type cannot hold the field's type at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incompatible {
-    pub found: String,
-    pub expected: DataType,
+    pub(crate) found: String,
+    pub(crate) expected: DataType,
 }
 
 /// Whether a source column of Arrow type `found` can be read as `target`.

@@ -34,30 +34,30 @@ use crate::store::Batch;
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
     /// Index into the plan's views.
-    pub view: usize,
-    pub fingerprint: u64,
-    pub generation: u32,
+    pub(crate) view: usize,
+    pub(crate) fingerprint: u64,
+    pub(crate) generation: u32,
 }
 
 /// What applying a batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Applied {
     /// Events stored in at least one view.
-    pub written: u64,
+    pub(crate) written: u64,
     /// Events too old for any window of an aggregating view (counted once
     /// per event, however many views dropped it).
-    pub too_late: u64,
+    pub(crate) too_late: u64,
 }
 
 /// Everything about one batch that does not change per event.
 pub(crate) struct Events<'a> {
     /// One column per source field, as the definitions' types.
-    pub typed: &'a RecordBatch,
-    pub event_times: &'a TimestampMicrosecondArray,
+    pub(crate) typed: &'a RecordBatch,
+    pub(crate) event_times: &'a TimestampMicrosecondArray,
     /// Arrival order of row 0; row i arrived as `seq + i`.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Wall-clock time of the write, for the too-late rule.
-    pub now: i64,
+    pub(crate) now: i64,
 }
 
 /// Lifetime-state slot holding the newest event time (after the features).

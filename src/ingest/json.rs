@@ -62,20 +62,20 @@ impl BadReason {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct BadMessage {
     /// Index into the decoded messages.
-    pub index: usize,
-    pub reason: BadReason,
-    pub detail: String,
+    pub(crate) index: usize,
+    pub(crate) reason: BadReason,
+    pub(crate) detail: String,
 }
 
 /// The good messages as one batch, and the bad ones.
 pub(crate) struct Decoded {
     /// One column per source field (named as the field), rows in message order.
-    pub batch: RecordBatch,
+    pub(crate) batch: RecordBatch,
     /// The event time of each row (never null).
-    pub event_times: TimestampMicrosecondArray,
+    pub(crate) event_times: TimestampMicrosecondArray,
     /// For each batch row, the index of the message it came from.
-    pub rows: Vec<usize>,
-    pub bad: Vec<BadMessage>,
+    pub(crate) rows: Vec<usize>,
+    pub(crate) bad: Vec<BadMessage>,
 }
 
 /// One field's value read as its type.

@@ -22,7 +22,7 @@ use crate::registry::Registry;
 /// The authenticated caller, put in the request's extensions.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    pub name: String,
+    pub(crate) name: String,
     scope: Scope,
     admin: bool,
 }

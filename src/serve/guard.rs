@@ -34,8 +34,8 @@ use super::auth::Keys;
 /// When a call arrived, and by when its client wants the answer.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Arrival {
-    pub at: Instant,
-    pub deadline: Option<Instant>,
+    pub(crate) at: Instant,
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl Arrival {

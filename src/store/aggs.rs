@@ -104,18 +104,18 @@ pub(super) fn agg_merge(_key: &[u8], existing: Option<&[u8]>, operands: &MergeOp
 /// view's resolution. `level` is passed back with each state read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TileRun {
-    pub level: usize,
-    pub span_micros: i64,
-    pub first: i64,
-    pub last: i64,
+    pub(crate) level: usize,
+    pub(crate) span_micros: i64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
 }
 
 /// The aggregate states of one entity that a lookup needs.
 #[derive(Debug, Default)]
 pub struct AggStates {
     /// (level, tile index, state), in the order of the runs asked for.
-    pub tiles: Vec<(usize, i64, State)>,
-    pub lifetime: Option<State>,
+    pub(crate) tiles: Vec<(usize, i64, State)>,
+    pub(crate) lifetime: Option<State>,
 }
 
 impl Store {

@@ -18,23 +18,23 @@ use crate::proto::value::Kind;
 
 const SHARDS: usize = 256;
 
-pub struct RowCache {
+pub(crate) struct RowCache {
     rows: Cache<Box<[u8]>, Arc<DecodedRow>, ahash::RandomState>,
     epochs: Box<[Mutex<u64>]>,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
     pub evictions: Arc<AtomicU64>,
 }
 
 /// Taken before a store read; see [`RowCache::insert_if_unchanged`].
 #[derive(Clone, Copy, Debug)]
-pub struct ReadToken {
+pub(crate) struct ReadToken {
     shard: usize,
     epoch: u64,
 }
 
 impl RowCache {
-    pub fn new(capacity_bytes: u64) -> RowCache {
+    pub(crate) fn new(capacity_bytes: u64) -> RowCache {
         let evictions = Arc::new(AtomicU64::new(0));
         let counted = evictions.clone();
         let rows = Cache::builder()
@@ -59,21 +59,21 @@ impl RowCache {
         (xxhash_rust::xxh64::xxh64(key, 0) as usize) % SHARDS
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<Arc<DecodedRow>> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Arc<DecodedRow>> {
         let found = self.rows.get(key);
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    pub fn read_token(&self, key: &[u8]) -> ReadToken {
+    pub(crate) fn read_token(&self, key: &[u8]) -> ReadToken {
         let shard = Self::shard(key);
         ReadToken { shard, epoch: *self.epochs[shard].lock().unwrap_or_else(|e| e.into_inner()) }
     }
 
     /// Cache a row read from the store, unless a write to its shard happened
     /// since `token` was taken (the row may then be stale).
-    pub fn insert_if_unchanged(&self, key: &[u8], token: ReadToken, row: Arc<DecodedRow>) {
+    pub(crate) fn insert_if_unchanged(&self, key: &[u8], token: ReadToken, row: Arc<DecodedRow>) {
         let epoch = self.epochs[token.shard].lock().unwrap_or_else(|e| e.into_inner());
         if *epoch == token.epoch {
             self.rows.insert(key.into(), row);
@@ -81,25 +81,25 @@ impl RowCache {
     }
 
     /// Called after a write of `key` reached the store.
-    pub fn invalidate(&self, key: &[u8]) {
+    pub(crate) fn invalidate(&self, key: &[u8]) {
         let mut epoch = self.epochs[Self::shard(key)].lock().unwrap_or_else(|e| e.into_inner());
         *epoch += 1;
         self.rows.invalidate(key);
     }
 
     /// Forget every row (a view's data was dropped).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for epoch in &self.epochs {
             *epoch.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         }
         self.rows.invalidate_all();
     }
 
-    pub fn entries(&self) -> u64 {
+    pub(crate) fn entries(&self) -> u64 {
         self.rows.entry_count()
     }
 
-    pub fn weighted_bytes(&self) -> u64 {
+    pub(crate) fn weighted_bytes(&self) -> u64 {
         self.rows.weighted_size()
     }
 }

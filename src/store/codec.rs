@@ -166,8 +166,8 @@ pub fn encode_row(
 /// A decoded row: its event time and one proto value per feature (no kind = null).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodedRow {
-    pub event_time: i64,
-    pub values: Vec<proto::Value>,
+    pub(crate) event_time: i64,
+    pub(crate) values: Vec<proto::Value>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

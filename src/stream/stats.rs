@@ -17,8 +17,8 @@ use crate::ingest::json::BadReason;
 const RATE_WINDOW_SECS: u64 = 10;
 
 pub struct StreamStats {
-    pub source: String,
-    pub topic: String,
+    pub(crate) source: String,
+    pub(crate) topic: String,
     started: Instant,
     inner: Mutex<Inner>,
 }
