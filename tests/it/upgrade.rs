@@ -9,7 +9,7 @@
 //! again. To make such a fixture with another release's binary:
 //!
 //! ```text
-//! FSTORE_FIXTURE_OUT=/tmp/fx cargo test --test it upgrade::write_fixture_input -- --ignored
+//! FSTORE_FIXTURE_OUT=/tmp/fx cargo test --test it upgrade::the_fixture_input_can_be_written_again
 //! FSTORE_SERVER__DEFINITIONS_DIR=/tmp/fx/defs FSTORE_SERVER__DATA_DIR=/tmp/fx/data <old fstore> serve
 //! # stop it (Ctrl-C) once it logs "Ready", then keep defs/*.fdl and data/
 //! ```
@@ -39,13 +39,25 @@ fn events() -> Vec<(i64, i64, i64)> {
     out
 }
 
+/// The fixture's input, written again: its definitions check, and its
+/// events file holds what [`events`] says. With `FSTORE_FIXTURE_OUT` set it
+/// is written there, to make a fixture with another release's binary.
 #[test]
-#[ignore = "makes the input of a fixture; see the module's documentation"]
-fn write_fixture_input() {
-    let out = std::path::PathBuf::from(std::env::var("FSTORE_FIXTURE_OUT").expect("FSTORE_FIXTURE_OUT"));
+fn the_fixture_input_can_be_written_again() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = std::env::var("FSTORE_FIXTURE_OUT")
+        .map_or_else(|_| temp.path().to_path_buf(), std::path::PathBuf::from);
     std::fs::create_dir_all(out.join("defs")).unwrap();
     std::fs::copy(Path::new(FIXTURE).join("defs/defs.fdl"), out.join("defs/defs.fdl")).unwrap();
-    write_user_events(&out.join("defs/data/events/events.parquet"), &events());
+    let file = out.join("defs/data/events/events.parquet");
+    write_user_events(&file, &events());
+
+    let check = std::process::Command::new(bin()).arg("check").arg(out.join("defs")).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), events().len() as i64);
 }
 
 /// What each user's features must be, from the raw events.
