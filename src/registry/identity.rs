@@ -142,6 +142,10 @@ fn func_name(func: Func) -> &'static str {
         Func::HoursBetween => "HoursBetween",
         Func::DayOfWeek => "DayOfWeek",
         Func::HourOfDay => "HourOfDay",
+        Func::Dot => "Dot",
+        Func::Cosine => "Cosine",
+        Func::L2Distance => "L2Distance",
+        Func::Norm => "Norm",
     }
 }
 

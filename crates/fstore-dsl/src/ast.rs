@@ -136,6 +136,13 @@ pub struct FeatureDef {
     pub span: Span,
 }
 
+/// `view.feature` in an expression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Qualified {
+    pub view: Ident,
+    pub feature: Ident,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expr {
     pub kind: ExprKind,
@@ -198,6 +205,10 @@ pub enum ExprKind {
     Duration(Duration),
     /// A field reference, or a bare word as a property value.
     Ident(String),
+    /// `view.feature`: a feature of the service, in a derived feature's
+    /// expression (anywhere else it is an error). Boxed: every expression
+    /// node is as large as the largest kind.
+    Qualified(Box<Qualified>),
     /// `[a, b]`, only meaningful as `bucketize` bounds.
     List(Vec<Expr>),
     Call {

@@ -219,6 +219,11 @@ pub const CODES: &[(&str, &str)] = &[
     (codes::DUPLICATE_FEATURE_REF, "feature listed twice in a service"),
     (codes::KEY_COLLISION, "entity keys of one name with different types"),
     (codes::EMPTY_SERVICE, "service without features"),
+    (codes::UNKNOWN_NAME, "unknown name in a derived feature"),
+    (codes::FEATURE_NOT_IN_SERVICE, "derived feature reads a feature the service does not list"),
+    (codes::DERIVED_ORDER, "derived feature used before it is defined"),
+    (codes::NAME_CLASH, "derived feature named like a request field"),
+    (codes::QUALIFIED_IN_VIEW, "`view.feature` in a view's expression"),
 ];
 
 /// The codes by name. Grouped by stage: lexing E00xx, parsing E01xx, names
@@ -330,6 +335,16 @@ pub mod codes {
     pub const KEY_COLLISION: &str = "E0504";
     /// `features = []`
     pub const EMPTY_SERVICE: &str = "E0505";
+    /// `price_ratio: float64 = shown_prce / item.price` (no such request field)
+    pub const UNKNOWN_NAME: &str = "E0506";
+    /// `item.price` in a derived feature of a service that does not list it
+    pub const FEATURE_NOT_IN_SERVICE: &str = "E0507";
+    /// `a: float64 = b * 2` above `b: float64 = ...`
+    pub const DERIVED_ORDER: &str = "E0508";
+    /// `request { ratio: float64 }` and `derived { ratio: float64 = ... }`
+    pub const NAME_CLASH: &str = "E0509";
+    /// `x: float64 = other_view.price` in a view
+    pub const QUALIFIED_IN_VIEW: &str = "E0510";
 }
 
 /// Edit distance (optimal string alignment: insertions, deletions,

@@ -11,6 +11,7 @@
 //! - `arith`: arithmetic, the numeric functions, `bucketize`
 //! - `text`: `lower`, `upper`, `length`, `concat`
 //! - `time`: `days_between`, `hours_between`, `day_of_week`, `hour_of_day`
+//! - `vector`: `dot`, `cosine`, `l2_distance`, `norm`
 //! - `cast`: `x as T`
 //!
 //! Which kernel runs a function call is written in the row-function table,
@@ -37,6 +38,7 @@ mod compare;
 pub(crate) mod logic;
 pub(crate) mod text;
 pub(crate) mod time;
+pub(crate) mod vector;
 
 use std::sync::Arc;
 
@@ -53,7 +55,7 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 
 use crate::functions;
-use crate::plan::{Expr, ExprKind, Func, Literal};
+use crate::plan::{Expr, ExprKind, Func, Literal, Service};
 use crate::types::{DataType, ElementType};
 
 /// Evaluation fails only when the batch does not match the plan (a missing
@@ -84,6 +86,30 @@ pub fn eval(expr: &Expr, batch: &RecordBatch) -> Result<ArrayRef, EvalError> {
             out.data_type(),
             expr.ty.arrow()
         )));
+    }
+    Ok(out)
+}
+
+/// Evaluate a service's derived features over `inputs`: a batch with a
+/// column for each of [`Service::derived_inputs`] (request fields by name,
+/// the service's features as `view.feature`), of the language's Arrow types.
+/// Returns one array per derived feature, in declared order; each is computed
+/// once over every row, and the ones after it read it by name.
+pub fn derive(service: &Service, inputs: &RecordBatch) -> Result<Vec<ArrayRef>, EvalError> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> = inputs.schema().fields().iter().cloned().collect();
+    let mut columns: Vec<ArrayRef> = inputs.columns().to_vec();
+    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(inputs.num_rows()));
+    let mut batch = inputs.clone();
+    let mut out = Vec::with_capacity(service.derived.len());
+    for (i, d) in service.derived.iter().enumerate() {
+        let column = eval(&d.expr, &batch)?;
+        if i + 1 < service.derived.len() {
+            fields.push(Arc::new(arrow::datatypes::Field::new(&d.name, d.ty.arrow(), true)));
+            columns.push(column.clone());
+            let schema = Arc::new(arrow::datatypes::Schema::new(fields.clone()));
+            batch = RecordBatch::try_new_with_options(schema, columns.clone(), &options)?;
+        }
+        out.push(column);
     }
     Ok(out)
 }

@@ -18,7 +18,7 @@
 
 use crate::eval::arith::{self, Pick};
 use crate::eval::time::{self, MICROS_PER_DAY, MICROS_PER_HOUR};
-use crate::eval::{logic, text, EvalError, Val};
+use crate::eval::{logic, text, vector, EvalError, Val};
 use crate::plan::Func;
 use crate::types::DataType;
 
@@ -67,6 +67,9 @@ pub(crate) enum Signature {
     Number,
     /// Every argument a number, converted to float64; the call is float64.
     Floats,
+    /// Every argument an `array<float32>` or `array<float64>`; the call is
+    /// float64.
+    Vectors,
 }
 
 /// Runs one call over its evaluated arguments, given the call's type and the
@@ -303,6 +306,46 @@ pub(crate) static ROW_FUNCTIONS: &[RowFunction] = &[
             func: Func::HourOfDay,
             signature: Signature::Exact { arg: DataType::Timestamp, returns: DataType::Int64 },
             kernel: |args, _, _| one(args).map(time::hour_of_day),
+        },
+    },
+    RowFunction {
+        name: "dot",
+        min_args: 2,
+        max_args: 2,
+        form: Form::Call {
+            func: Func::Dot,
+            signature: Signature::Vectors,
+            kernel: |args, _, rows| (args.len() == 2).then(|| vector::dot(args, rows)),
+        },
+    },
+    RowFunction {
+        name: "cosine",
+        min_args: 2,
+        max_args: 2,
+        form: Form::Call {
+            func: Func::Cosine,
+            signature: Signature::Vectors,
+            kernel: |args, _, rows| (args.len() == 2).then(|| vector::cosine(args, rows)),
+        },
+    },
+    RowFunction {
+        name: "l2_distance",
+        min_args: 2,
+        max_args: 2,
+        form: Form::Call {
+            func: Func::L2Distance,
+            signature: Signature::Vectors,
+            kernel: |args, _, rows| (args.len() == 2).then(|| vector::l2_distance(args, rows)),
+        },
+    },
+    RowFunction {
+        name: "norm",
+        min_args: 1,
+        max_args: 1,
+        form: Form::Call {
+            func: Func::Norm,
+            signature: Signature::Vectors,
+            kernel: |args, _, rows| (args.len() == 1).then(|| vector::norm(args, rows)),
         },
     },
 ];

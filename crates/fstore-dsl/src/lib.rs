@@ -38,7 +38,7 @@ pub mod varint;
 
 pub use check::check;
 pub use diag::{render, Diagnostic};
-pub use eval::{eval, EvalError};
+pub use eval::{derive, eval, EvalError};
 pub use plan::Plan;
 pub use types::{DataType, ElementType};
 

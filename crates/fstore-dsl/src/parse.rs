@@ -360,7 +360,7 @@ impl Parser<'_> {
             Tok::LBrace => {
                 let open = self.bump().span;
                 match name.name.as_str() {
-                    "features" => {
+                    "features" | "derived" => {
                         let (features, _) = self.block(open, BlockKind::Features, Self::feature);
                         Value::Features(features, Span::new(open.start, self.prev_end))
                     }
@@ -368,7 +368,7 @@ impl Parser<'_> {
                         let (keys, _) = self.block(open, BlockKind::Keys, Self::key_mapping);
                         Value::Keys(keys, Span::new(open.start, self.prev_end))
                     }
-                    "fields" => {
+                    "fields" | "request" => {
                         let (fields, _) = self.block(open, BlockKind::Fields, Self::field_decl);
                         Value::Fields(fields, Span::new(open.start, self.prev_end))
                     }
@@ -837,6 +837,7 @@ impl Parser<'_> {
                     // The name of the next property or feature: the
                     // expression before it is incomplete.
                     Tok::Colon | Tok::Assign | Tok::LBrace => self.expected("an expression", None),
+                    Tok::Dot => self.qualified(),
                     _ => {
                         self.bump();
                         leaf(ExprKind::Ident(w))
@@ -861,6 +862,15 @@ impl Parser<'_> {
             }
             _ => self.expected("an expression", None),
         }
+    }
+
+    /// `view.feature`.
+    fn qualified(&mut self) -> PResult<Node> {
+        let view = self.ident("a view name")?;
+        self.bump(); // `.`, checked by the caller
+        let feature = self.ident("a feature name after `.`")?;
+        let span = Span::new(view.span.start, self.prev_end);
+        Ok((Expr { kind: ExprKind::Qualified(Box::new(crate::ast::Qualified { view, feature })), span }, 1))
     }
 
     fn call(&mut self) -> PResult<Node> {

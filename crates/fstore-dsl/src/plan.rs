@@ -147,6 +147,32 @@ pub struct Service {
     /// In declared order, `view.*` expanded in the view's declaration order.
     /// No feature appears twice.
     pub features: Vec<FeatureRef>,
+    /// `request { device: string, ... }`: what a request carries besides its
+    /// entity keys, in declared order. Names are unique, and no derived
+    /// feature has one of them.
+    pub request: Vec<RequestField>,
+    /// `derived { name: type = expr ... }`, in declared order, which is also
+    /// the order of evaluation: each one's expression reads only request
+    /// fields (by name), the service's features (as fields named
+    /// `view.feature`) and derived features before it (by name), each with
+    /// the type given here or in the view. `expr.ty == ty` always holds.
+    pub derived: Vec<DerivedFeature>,
+}
+
+/// A field of a service's `request { ... }` block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestField {
+    pub name: String,
+    pub ty: DataType,
+}
+
+/// A feature of a service's `derived { ... }` block: computed at request
+/// time, never stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DerivedFeature {
+    pub name: String,
+    pub ty: DataType,
+    pub expr: Expr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -235,6 +261,13 @@ pub enum Func {
     DayOfWeek,
     /// `(timestamp) -> int64`, 0..=23, UTC.
     HourOfDay,
+    /// `(array<F>, array<F>) -> float64` for F in float32, float64 (each
+    /// argument either): null when the lengths differ (see `eval::vector`).
+    Dot,
+    Cosine,
+    L2Distance,
+    /// `(array<F>) -> float64`.
+    Norm,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -305,6 +338,46 @@ impl Plan {
     }
     pub fn service(&self, name: &str) -> Option<(usize, &Service)> {
         self.services.iter().enumerate().find(|(_, s)| s.name == name)
+    }
+}
+
+impl Service {
+    /// What the derived features read besides one another: request fields
+    /// and the service's features (as `view.feature`), each once, sorted.
+    pub fn derived_inputs(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        for d in &self.derived {
+            d.expr.field_names(&mut names);
+        }
+        names.retain(|n| !self.derived.iter().any(|d| d.name == *n));
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+impl Expr {
+    /// Push the name of every field the expression reads.
+    pub fn field_names<'e>(&'e self, out: &mut Vec<&'e str>) {
+        match &self.kind {
+            ExprKind::Literal(_) => {}
+            ExprKind::Field(name) | ExprKind::FieldIsNull { field: name, .. } => out.push(name),
+            ExprKind::Neg(x)
+            | ExprKind::Not(x)
+            | ExprKind::IsNull { expr: x, .. }
+            | ExprKind::InList { expr: x, .. }
+            | ExprKind::Cast(x)
+            | ExprKind::Bucketize(x, _)
+            | ExprKind::HashBucket(x, _) => x.field_names(out),
+            ExprKind::Arith(_, a, b)
+            | ExprKind::Compare(_, a, b)
+            | ExprKind::And(a, b)
+            | ExprKind::Or(a, b) => {
+                a.field_names(out);
+                b.field_names(out);
+            }
+            ExprKind::Call(_, args) => args.iter().for_each(|a| a.field_names(out)),
+        }
     }
 }
 

@@ -12,13 +12,13 @@ use std::time::Duration;
 use super::{At, Checker};
 use crate::ast::{self, Decl, DeclKind, Entry, ExprKind as A, Property, Value};
 use crate::diag::{codes, did_you_mean, Span};
-use crate::plan::{FeatureRef, Service, SourceKind};
+use crate::plan::{FeatureRef, Service, SourceKind, View};
 use crate::types::DataType;
 
 const SOURCE_PROPS: &[&str] =
     &["type", "path", "topic", "format", "timestamp", "dead_letter_topic", "fields"];
 const VIEW_PROPS: &[&str] = &["entity", "source", "ttl", "filter", "keys", "resolution", "features"];
-const SERVICE_PROPS: &[&str] = &["features"];
+const SERVICE_PROPS: &[&str] = &["features", "request", "derived"];
 
 /// A value that failed to lex or parse; its error is already reported.
 fn is_error(v: &Value) -> bool {
@@ -629,7 +629,7 @@ impl<'a> Checker<'a> {
     // Services
     // -----------------------------------------------------------------------
 
-    pub(super) fn service(&mut self, file: usize, decl: &'a Decl) -> Option<Service> {
+    pub(super) fn service(&mut self, file: usize, decl: &'a Decl, views: &[Option<View>]) -> Option<Service> {
         let props = self.props(file, decl, SERVICE_PROPS);
         let Some(p) = props.get("features").copied() else {
             self.missing(file, decl, "features", "features = [view.feature, view.*]");
@@ -748,6 +748,10 @@ impl<'a> Checker<'a> {
                 features.push(FeatureRef { view: vi, feature: i });
             }
         }
-        ok.then(|| Service { name: decl.name.name.clone(), features })
+        let request = props.get("request").copied();
+        let derived = props.get("derived").copied();
+        let blocks = self.service_blocks(file, &decl.name.name, request, derived, &features, views);
+        let (request, derived) = blocks?;
+        ok.then(|| Service { name: decl.name.name.clone(), features, request, derived })
     }
 }

@@ -15,7 +15,7 @@ use crate::ast::{self, BinOp, ExprKind as A};
 use crate::diag::{codes, did_you_mean, Span};
 use crate::functions::{self, Form, Signature};
 use crate::plan::Source;
-use crate::types::DataType;
+use crate::types::{DataType, ElementType};
 
 /// (source index, field name)
 pub(super) type FieldKey = (usize, String);
@@ -440,7 +440,7 @@ impl Walker<'_> {
             A::Int(_) => Some((DataType::Int64, true)),
             A::Float(_) => Some((DataType::Float64, true)),
             A::Str(_) => Some((DataType::String, true)),
-            A::Null | A::Duration(_) | A::List(_) | A::Error => None,
+            A::Null | A::Duration(_) | A::List(_) | A::Error | A::Qualified(_) => None,
             A::Ident(name) => {
                 let key = (self.source, name.clone());
                 match self.prev.get(&key) {
@@ -464,7 +464,7 @@ impl Walker<'_> {
             A::Call { func, args } => match functions::lookup(&func.name).map(|f| &f.form) {
                 Some(Form::Call { signature, .. }) => match signature {
                     Signature::Exact { returns, .. } => Some((*returns, true)),
-                    Signature::Floats => Some((DataType::Float64, true)),
+                    Signature::Floats | Signature::Vectors => Some((DataType::Float64, true)),
                     Signature::Number => args
                         .first()
                         .and_then(|a| self.known(a))
@@ -514,7 +514,14 @@ impl Walker<'_> {
                 Some(d) => self.record(name, e.span, d.class, Some(d.ty)),
                 None => self.record(name, e.span, Class::Untyped, None),
             },
-            A::Null | A::Bool(_) | A::Int(_) | A::Float(_) | A::Str(_) | A::Duration(_) | A::Error => {}
+            A::Null
+            | A::Bool(_)
+            | A::Int(_)
+            | A::Float(_)
+            | A::Str(_)
+            | A::Duration(_)
+            | A::Error
+            | A::Qualified(_) => {}
             A::List(items) => self.ignored(|w| items.iter().for_each(|i| w.walk(i, None))),
             A::Neg(x) => {
                 let d = expected
@@ -593,6 +600,11 @@ impl Walker<'_> {
                     all(self, d.and_then(numeric));
                 }
                 Signature::Floats => all(self, numeric(DataType::Float64)),
+                // A field read only as a vector is taken to be array<float32>,
+                // the common type of embeddings.
+                Signature::Vectors => {
+                    all(self, Some(Demand { ty: DataType::Array(ElementType::Float32), class: Class::Weak }))
+                }
             },
             form @ (Form::Bucketize | Form::HashBucket) => {
                 let d = if matches!(form, Form::Bucketize) { numeric(DataType::Float64) } else { None };

@@ -24,6 +24,7 @@
 //! [`check`], the `Checker` that drives the three, and what they share.
 
 mod declarations;
+mod derived;
 mod inference;
 mod typing;
 
@@ -155,7 +156,7 @@ impl<'a> Checker<'a> {
         let fields = self.infer_fields();
         let views = self.type_views(&fields);
         let services: Vec<Option<Service>> =
-            decls[3].iter().map(|&(file, decl)| self.service(file, decl)).collect();
+            decls[3].iter().map(|&(file, decl)| self.service(file, decl, &views)).collect();
 
         if !self.rep.diags.is_empty() {
             return Err(self.rep.diags);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::declarations::ViewInfo;
+use super::derived::ServiceScope;
 use super::inference::{arith_type, join_guess, lit_type, literal, FieldKey, FieldType, Inferred, Lit};
 use super::{At, Checker, Reporter, AGG_FUNCS, TYPE_NAMES};
 use crate::ast::{self, BinOp, ExprKind as A};
@@ -17,7 +18,7 @@ use crate::diag::{codes, did_you_mean, Span};
 use crate::functions::{self, Form, Signature};
 use crate::parse::format_duration;
 use crate::plan::{AggFeature, AggFunc, ArithOp, CmpOp, Expr, ExprKind, Literal, RowFeature, View, ViewBody};
-use crate::types::DataType;
+use crate::types::{DataType, ElementType};
 
 /// Default tile size of aggregating views.
 const DEFAULT_RESOLUTION: Duration = Duration::from_secs(60);
@@ -70,7 +71,9 @@ impl<'a> Checker<'a> {
     fn type_view(&mut self, view: &ViewInfo<'a>, fields: &HashMap<FieldKey, FieldType>) -> Option<View> {
         let file = view.file;
         let source = view.source.and_then(|i| self.sources.get(i).map(|s| (i, s.name.clone())));
-        let mut typer = Typer { rep: &mut self.rep, fields, source, file, ctx: Ctx::Filter };
+        let source_name = source.as_ref().map_or(String::new(), |(_, n)| n.clone());
+        let mut typer =
+            Typer { rep: &mut self.rep, scope: Scope::Source { fields, source }, file, ctx: Ctx::Filter };
         let filter = view.filter.map(|f| typer.condition(f, "the filter"));
 
         // Whether each feature aggregates; `None` for one that did not parse.
@@ -81,7 +84,6 @@ impl<'a> Checker<'a> {
             .collect();
         let has_agg = kinds.contains(&Some(true));
         let has_row = kinds.contains(&Some(false));
-        let source_name = typer.source.as_ref().map_or(String::new(), |(_, n)| n.clone());
         if has_agg && has_row {
             let names = |agg: bool| {
                 view.features
@@ -168,11 +170,12 @@ impl<'a> Checker<'a> {
 
 /// Where an expression stands, for the message about a misplaced aggregation.
 #[derive(Clone, Copy, PartialEq)]
-enum Ctx {
+pub(super) enum Ctx {
     Filter,
     Where,
     AggArg,
     Feature,
+    Derived,
 }
 
 /// How operands that must share a type are brought to one.
@@ -205,13 +208,23 @@ fn convert(x: Expr, to: DataType) -> Expr {
     }
 }
 
-struct Typer<'t, 'a> {
-    rep: &'t mut Reporter<'a>,
-    fields: &'t HashMap<FieldKey, FieldType>,
-    /// The view's source (index, name), if it resolved.
-    source: Option<(usize, String)>,
-    file: usize,
-    ctx: Ctx,
+/// What the names in an expression refer to.
+pub(super) enum Scope<'t> {
+    /// A view's filter and features: fields of its source.
+    Source {
+        fields: &'t HashMap<FieldKey, FieldType>,
+        /// The view's source (index, name), if it resolved.
+        source: Option<(usize, String)>,
+    },
+    /// A service's derived feature (see [`super::derived`]).
+    Service(&'t ServiceScope<'t>),
+}
+
+pub(super) struct Typer<'t, 'a> {
+    pub(super) rep: &'t mut Reporter<'a>,
+    pub(super) scope: Scope<'t>,
+    pub(super) file: usize,
+    pub(super) ctx: Ctx,
 }
 
 impl Typer<'_, '_> {
@@ -219,7 +232,7 @@ impl Typer<'_, '_> {
         At { file: self.file, span }
     }
 
-    fn error(&mut self, span: Span, code: &'static str, message: String, hint: Option<String>) {
+    pub(super) fn error(&mut self, span: Span, code: &'static str, message: String, hint: Option<String>) {
         let at = self.at(span);
         self.rep.report(at, code, message, hint);
     }
@@ -266,7 +279,13 @@ impl Typer<'_, '_> {
     }
 
     /// The expression's type must be the declared one, or int64 widening to float64.
-    fn fit_declared(&mut self, x: Expr, declared: DataType, f: &ast::FeatureDef, span: Span) -> Option<Expr> {
+    pub(super) fn fit_declared(
+        &mut self,
+        x: Expr,
+        declared: DataType,
+        f: &ast::FeatureDef,
+        span: Span,
+    ) -> Option<Expr> {
         if x.ty == declared {
             return Some(x);
         }
@@ -424,8 +443,18 @@ impl Typer<'_, '_> {
     }
 
     fn field(&mut self, name: &str, span: Span) -> Option<Expr> {
-        let (source, source_name) = self.source.clone()?;
-        match self.fields.get(&(source, name.to_string())) {
+        let fields = match &self.scope {
+            Scope::Source { fields, .. } => *fields,
+            Scope::Service(scope) => {
+                let resolved = scope.name(name, span);
+                return self.resolved(resolved);
+            }
+        };
+        let Scope::Source { source: Some((source, source_name)), .. } = &self.scope else {
+            return None;
+        };
+        let (source, source_name) = (*source, source_name.clone());
+        match fields.get(&(source, name.to_string())) {
             Some(FieldType::Typed(t)) => Some(Expr { kind: ExprKind::Field(name.to_string()), ty: *t }),
             Some(FieldType::Poisoned) => None,
             // Inference saw every read; these mean it missed one.
@@ -456,7 +485,7 @@ impl Typer<'_, '_> {
     /// Type an expression; `expected` is what its context would like (used
     /// for `null` and integer literals, not enforced). `None` means an error
     /// has been reported.
-    fn lower(&mut self, e: &ast::Expr, expected: Option<DataType>) -> Option<Expr> {
+    pub(super) fn lower(&mut self, e: &ast::Expr, expected: Option<DataType>) -> Option<Expr> {
         match &e.kind {
             A::Error => None,
             A::Null => match expected {
@@ -490,6 +519,24 @@ impl Typer<'_, '_> {
                 None
             }
             A::Ident(name) => self.field(name, e.span),
+            A::Qualified(q) => match &self.scope {
+                Scope::Service(scope) => {
+                    let resolved = scope.qualified(&q.view, &q.feature, e.span);
+                    self.resolved(resolved)
+                }
+                Scope::Source { .. } => {
+                    self.error(
+                        e.span,
+                        codes::QUALIFIED_IN_VIEW,
+                        format!(
+                            "`{}.{}` names a feature, but a view reads fields of its source",
+                            q.view.name, q.feature.name
+                        ),
+                        Some("features of other views are combined in a service's `derived` block".into()),
+                    );
+                    None
+                }
+            },
             A::Neg(x) => {
                 match literal(e) {
                     Some(Lit::Int(i)) => {
@@ -561,14 +608,14 @@ impl Typer<'_, '_> {
                 Some(Expr { kind: ExprKind::Compare(op, Box::new(l), Box::new(r)), ty: DataType::Bool })
             }
             A::IsNull { expr, negated } => {
-                if let A::Ident(name) = &expr.kind {
-                    if let Some((source, _)) = &self.source {
-                        if self.fields.get(&(*source, name.clone())) == Some(&FieldType::NullOnly) {
-                            return Some(Expr {
-                                kind: ExprKind::FieldIsNull { field: name.clone(), negated: *negated },
-                                ty: DataType::Bool,
-                            });
-                        }
+                if let (A::Ident(name), Scope::Source { fields, source: Some((source, _)) }) =
+                    (&expr.kind, &self.scope)
+                {
+                    if fields.get(&(*source, name.clone())) == Some(&FieldType::NullOnly) {
+                        return Some(Expr {
+                            kind: ExprKind::FieldIsNull { field: name.clone(), negated: *negated },
+                            ty: DataType::Bool,
+                        });
                     }
                 }
                 let x = self.lower(expr, None)?;
@@ -641,6 +688,17 @@ impl Typer<'_, '_> {
             return None;
         }
         Some(convert(x, DataType::Float64))
+    }
+
+    /// An `array<float32>` or `array<float64>` argument (a null is taken as
+    /// the latter).
+    fn vector_arg(&mut self, e: &ast::Expr, func: &str) -> Option<Expr> {
+        let x = self.lower(e, Some(DataType::Array(ElementType::Float64)))?;
+        if !matches!(x.ty, DataType::Array(ElementType::Float32 | ElementType::Float64)) {
+            self.mismatch(e.span, format!("`{func}` takes array<float32> or array<float64>, found {}", x.ty));
+            return None;
+        }
+        Some(x)
     }
 
     /// Operands that must share one type, brought to it. Bare `null`s take
@@ -821,6 +879,11 @@ impl Typer<'_, '_> {
                     format!("aggregation `{name}` cannot be nested in another aggregation"),
                     "an aggregation's argument is computed from each event",
                 ),
+                Ctx::Derived => (
+                    codes::AGG_IN_ROW,
+                    format!("aggregation `{name}` cannot be used in a derived feature"),
+                    "a derived feature is computed from one request row; aggregate in a view and list its feature in the service",
+                ),
             };
             self.error(func.span, code, message, Some(hint.into()));
             return None;
@@ -919,6 +982,10 @@ impl Typer<'_, '_> {
             }
             Signature::Floats => {
                 let xs: Vec<Option<Expr>> = args.iter().map(|a| self.float_arg(a, name)).collect();
+                call(xs.into_iter().collect::<Option<_>>()?, Float64)
+            }
+            Signature::Vectors => {
+                let xs: Vec<Option<Expr>> = args.iter().map(|a| self.vector_arg(a, name)).collect();
                 call(xs.into_iter().collect::<Option<_>>()?, Float64)
             }
         }
