@@ -100,6 +100,10 @@ pub struct BenchArgs {
     /// makes string keys of bare numbers.
     #[arg(long = "key", value_parser = parse_key_spec, num_args = 1..)]
     pub keys: Vec<KeySpec>,
+    /// A request field of the service, sent with every request as one value
+    /// for every row, e.g. --request device=ios --request 'query_emb=[0.1,0.2]'.
+    #[arg(long = "request")]
+    pub request: Vec<String>,
     /// How keys are drawn from their ranges: uniform, or zipf:S (skew S > 0,
     /// e.g. zipf:1.1) where the first key of a range is the hottest.
     #[arg(long, default_value = "uniform", value_parser = parse_distribution)]
@@ -199,6 +203,9 @@ fn validate(args: &BenchArgs) -> anyhow::Result<Vec<f64>> {
     }
     if !(1..=MAX_ROWS).contains(&args.rows) {
         bail!("--rows {}: expected 1 to {MAX_ROWS}", args.rows);
+    }
+    if !args.request.is_empty() && args.service.is_none() {
+        bail!("--request gives a feature service's request fields: it needs --service");
     }
     if !args.baseline && args.service.is_none() && args.features.is_empty() {
         bail!("give --service NAME or --features view.feature,... (or --baseline)");
@@ -354,6 +361,7 @@ async fn prepare_lookup(
 ) -> anyhow::Result<(Workload, Vec<KeyColumn>)> {
     let mut serving = connection.serving.clone();
     let specs = keys::merge_repeated(&args.keys)?;
+    let mut request_data = std::collections::HashMap::new();
     let (selector, columns) = match &args.service {
         Some(name) => {
             let list = tokio::time::timeout(
@@ -369,6 +377,14 @@ async fn prepare_lookup(
                 let names: Vec<&str> = list.services.iter().map(|s| s.name.as_str()).collect();
                 bail!("the server has no feature service {name:?}; it has: {}", names.join(", "));
             };
+            for spec in &args.request {
+                let field = spec.split_once('=').map_or(spec.as_str(), |(n, _)| n);
+                let Some(info) = service.request_fields.iter().find(|f| f.name == field) else {
+                    bail!("--request {spec}: service {name:?} has no request field `{field}`");
+                };
+                let value = crate::typed_arg::request_value(spec, &info.r#type)?;
+                request_data.insert(field.to_string(), proto::Values { values: vec![value] });
+            }
             (Selector::FeatureService(name.clone()), service_key_columns(service, &specs, args.distribution)?)
         }
         None => {
@@ -387,13 +403,18 @@ async fn prepare_lookup(
     };
     wait_until_serving(connection).await?;
 
-    let workload =
-        Workload::Lookup { selector: selector.clone(), columns: Arc::from(columns.clone()), rows: args.rows };
     let mut rng = sampler::Rng::new(args.seed);
     let probe = proto::GetOnlineFeaturesRequest {
-        selector: Some(selector),
+        selector: Some(selector.clone()),
         entities: keys::draw_entities(&columns, args.rows, &mut rng),
+        request_data: request_data.clone(),
         ..Default::default()
+    };
+    let workload = Workload::Lookup {
+        selector,
+        columns: Arc::from(columns.clone()),
+        rows: args.rows,
+        request_data: Arc::new(request_data),
     };
     // A server still draining an earlier load sheds with RESOURCE_EXHAUSTED
     // and asks for a retry with backoff: do so, within the setup time.
@@ -654,6 +675,7 @@ mod tests {
                     features: vec![key("stats.views", "int64")],
                     entity_keys: vec!["user_id".into(), "item_id".into()],
                     key_types: vec![key("user_id", "int64"), key("item_id", "string")],
+                    request_fields: Vec::new(),
                 }],
             }))
         }

@@ -51,6 +51,24 @@ pub enum Command {
         #[arg(long)]
         addr: Option<String>,
     },
+    /// Compute a service's derived features offline, as the server does:
+    /// read a Parquet file of request fields and feature values (columns
+    /// named as in the definitions, features as `view.feature`) and write it
+    /// back with one column per derived feature.
+    Eval {
+        /// The feature service whose derived features to compute.
+        #[arg(long)]
+        service: String,
+        /// Parquet file of request fields and feature values.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the result (Parquet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Definitions directory (default: server.definitions_dir).
+        #[arg(long)]
+        defs: Option<PathBuf>,
+    },
     /// Look up features for entity keys and print them as a table.
     Get {
         /// Feature service to read.
@@ -62,6 +80,10 @@ pub enum Command {
         /// Entity keys, e.g. --key user_id=42,43 (repeat for composite keys).
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
+        /// A request field of the service, one value for every row, e.g.
+        /// --request device=ios --request query_emb=[0.1,0.2] (repeat).
+        #[arg(long = "request")]
+        request: Vec<String>,
         /// Print the raw response as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -125,8 +147,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest { source, replace, paths, addr } => {
             runtime()?.block_on(ingest(&client, client_addr(addr, &config), source, replace, paths))
         }
-        Command::Get { service, features, keys, json, addr } => {
-            runtime()?.block_on(get(&client, client_addr(addr, &config), service, features, keys, json))
+        Command::Get { service, features, keys, request, json, addr } => {
+            let lookup = Lookup { service, features, keys, request, json };
+            runtime()?.block_on(get(&client, client_addr(addr, &config), lookup))
+        }
+        Command::Eval { service, input, out, defs } => {
+            eval(&defs.unwrap_or(config.server.definitions_dir), &service, &input, &out)
         }
         Command::Apply { dir, dry_run, addr } => {
             runtime()?.block_on(apply(&client, client_addr(addr, &config), dir, dry_run))
@@ -263,6 +289,14 @@ async fn apply(
         table.add_row([v.view.as_str(), v.change.as_str(), v.data.as_str()]);
     }
     println!("{table}");
+    if !report.services.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header(["service", "change", "detail"]);
+        for s in &report.services {
+            table.add_row([s.service.as_str(), s.change.as_str(), s.detail.as_str()]);
+        }
+        println!("{table}");
+    }
     for note in &report.notes {
         println!("{note}");
     }
@@ -387,23 +421,77 @@ fn describe_code(code: tonic::Code) -> &'static str {
     }
 }
 
-async fn get(
-    client: &fstore::client::ClientOptions,
-    addr: String,
+fn eval(
+    defs: &std::path::Path,
+    service: &str,
+    input: &std::path::Path,
+    out: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let registry = match fstore::registry::Registry::load(defs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let report = fstore::offline::eval_parquet(registry.plan(), service, input, out)?;
+    for (column, count, first) in &report.misfits {
+        eprintln!(
+            "{count} value(s) of column `{column}` did not fit its type and were read as null ({first})"
+        );
+    }
+    println!(
+        "{} rows: computed {} into {}",
+        report.rows,
+        report.derived.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `fstore get` asks for.
+struct Lookup {
     service: Option<String>,
     features: Vec<String>,
     keys: Vec<String>,
+    request: Vec<String>,
     json: bool,
+}
+
+async fn get(
+    client: &fstore::client::ClientOptions,
+    addr: String,
+    lookup: Lookup,
 ) -> anyhow::Result<ExitCode> {
+    let Lookup { service, features, keys, request, json } = lookup;
     let mut serving = client.serving(client.connect(&addr).await?)?;
-    // Key types come from the service's description; with bare feature
-    // references, a value that parses as an integer is sent as int64.
+    // Key and request field types come from the service's description; with
+    // bare feature references, a value that parses as an integer is sent as
+    // int64.
     let mut key_types: HashMap<String, String> = HashMap::new();
+    let mut request_types: HashMap<String, String> = HashMap::new();
     if let Some(name) = &service {
         let list = serving.list_feature_services(proto::ListFeatureServicesRequest {}).await?.into_inner();
         if let Some(info) = list.services.iter().find(|s| &s.name == name) {
             key_types = info.key_types.iter().map(|k| (k.name.clone(), k.r#type.clone())).collect();
+            request_types = info.request_fields.iter().map(|k| (k.name.clone(), k.r#type.clone())).collect();
         }
+    }
+    let mut request_data = HashMap::new();
+    for spec in &request {
+        let name = spec.split_once('=').map_or(spec.as_str(), |(n, _)| n);
+        let Some(ty) = request_types.get(name) else {
+            let mut known: Vec<&str> = request_types.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            bail!(
+                "--request {spec}: the service has no request field `{name}`; its request fields: {}",
+                known.join(", ")
+            );
+        };
+        request_data.insert(
+            name.to_string(),
+            proto::Values { values: vec![crate::typed_arg::request_value(spec, ty)?] },
+        );
     }
     let mut entities = HashMap::new();
     let mut key_order = Vec::new();
@@ -431,6 +519,7 @@ async fn get(
     let request = proto::GetOnlineFeaturesRequest {
         selector: Some(selector),
         entities: entities.clone(),
+        request_data,
         ..Default::default()
     };
     let response = match serving.get_online_features(request).await {

@@ -45,10 +45,21 @@ pub(crate) struct ViewChange {
     pub(crate) data: String,
 }
 
+/// What became of a feature service. Its derived features hold no data, so
+/// changing one changes the service and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServiceChange {
+    pub(crate) service: String,
+    pub(crate) change: &'static str,
+    /// What changed, e.g. "derived feature `ratio` changed"; empty when unchanged.
+    pub(crate) detail: String,
+}
+
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     pub(crate) applied: bool,
     pub(crate) views: Vec<ViewChange>,
+    pub(crate) services: Vec<ServiceChange>,
     pub(crate) notes: Vec<String>,
     /// A Kafka source, or what its consumer decodes, changed: the consumers
     /// must restart to follow.
@@ -84,12 +95,7 @@ pub(crate) fn apply(
     let mut report = diff(&current, &next);
     report.restart_streams = stream_signature(&current) != stream_signature(&next);
     let changed = report.views.iter().any(|v| v.change != "unchanged")
-        || current.plan.services.len() != next.plan.services.len()
-        || current.services.iter().any(|(name, s)| {
-            next.services
-                .get(name)
-                .is_none_or(|n| n.columns.iter().map(|c| &c.name).ne(s.columns.iter().map(|c| &c.name)))
-        });
+        || report.services.iter().any(|s| s.change != "unchanged");
     if dry_run {
         report.notes.push("dry run: nothing changed".into());
         return Ok(report);
@@ -161,7 +167,61 @@ fn diff(current: &Registry, next: &Registry) -> ApplyReport {
             views.push(ViewChange { view: info.name.clone(), change: "removed", data: "dropped".into() });
         }
     }
-    ApplyReport { views, ..Default::default() }
+    ApplyReport { views, services: service_changes(current, next), ..Default::default() }
+}
+
+/// What became of each feature service: its columns, request fields and
+/// derived features compared by name, type and canonical expression.
+fn service_changes(current: &Registry, next: &Registry) -> Vec<ServiceChange> {
+    let mut out = Vec::new();
+    for service in &next.plan.services {
+        let name = &service.name;
+        let Some((_, old)) = current.plan.service(name) else {
+            out.push(ServiceChange { service: name.clone(), change: "added", detail: String::new() });
+            continue;
+        };
+        let columns = |r: &Registry| -> Vec<String> {
+            r.services
+                .get(name)
+                .map(|s| s.columns.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default()
+        };
+        let mut details = Vec::new();
+        if columns(current) != columns(next) {
+            details.push("its features changed".to_string());
+        }
+        if old.request != service.request {
+            details.push("its request fields changed".to_string());
+        }
+        let text = |d: &fstore_dsl::plan::DerivedFeature| format!("{}:{}={}", d.name, d.ty, d.expr);
+        for d in &service.derived {
+            match old.derived.iter().find(|o| o.name == d.name) {
+                None => details.push(format!("derived feature `{}` added", d.name)),
+                Some(o) if text(o) != text(d) => {
+                    details.push(format!("derived feature `{}` changed", d.name))
+                }
+                Some(_) => {}
+            }
+        }
+        for o in &old.derived {
+            if !service.derived.iter().any(|d| d.name == o.name) {
+                details.push(format!("derived feature `{}` removed", o.name));
+            }
+        }
+        let order =
+            |s: &fstore_dsl::plan::Service| s.derived.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+        if details.is_empty() && order(old) != order(service) {
+            details.push("its derived features were reordered".to_string());
+        }
+        let change = if details.is_empty() { "unchanged" } else { "changed" };
+        out.push(ServiceChange { service: name.clone(), change, detail: details.join("; ") });
+    }
+    for old in &current.plan.services {
+        if next.plan.service(&old.name).is_none() {
+            out.push(ServiceChange { service: old.name.clone(), change: "removed", detail: String::new() });
+        }
+    }
+    out
 }
 
 /// What the stream consumers were started with: Kafka sources and the key

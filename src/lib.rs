@@ -21,6 +21,8 @@
 //!   (checked, swapped atomically, journalled to disk).
 //! - [`ingest`]: turning Parquet files and JSON messages into typed batches,
 //!   and batches into store writes for every view of their source.
+//! - [`offline`]: `fstore eval`: a service's derived features over a Parquet
+//!   file, through the evaluator serving runs.
 //! - [`stream`]: Kafka consumers, one per stream source, writing each batch
 //!   with its offsets atomically.
 //! - [`runtime`]: the running server's lifecycle: consumers, initial load,
@@ -30,6 +32,8 @@
 //! - [`client`]: the `fstore-client` crate: the gRPC contract ([`proto`])
 //!   and a typed client, in a crate of its own so that a Rust model server
 //!   builds neither RocksDB nor librdkafka.
+//! - `typed_arg` (in the binary): a request field's value from command-line
+//!   text (`--request NAME=VALUE`).
 //! - `bench` (in the binary, `src/main.rs`): `fstore bench` and
 //!   `fstore bench-ingest`, the load generators.
 //! - `cli` (in the binary): the `fstore` command line: `serve`, `check`,
@@ -46,6 +50,7 @@ pub(crate) mod definitions;
 pub mod engine;
 pub(crate) mod error;
 pub mod ingest;
+pub mod offline;
 pub mod registry;
 pub mod runtime;
 pub mod serve;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod typed_arg;
 
 use std::process::ExitCode;
 

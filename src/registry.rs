@@ -60,6 +60,28 @@ pub struct Selection {
     pub(crate) views: Vec<ViewRead>,
     /// Key columns the request must carry, with their types, sorted by name.
     pub(crate) keys: BTreeMap<String, DataType>,
+    /// A service's request fields and derived features; `None` for a
+    /// service without them and for a list of references.
+    pub(crate) derived: Option<Derived>,
+}
+
+/// What a service computes at request time (its `request` and `derived`
+/// blocks), resolved for the lookup.
+#[derive(Clone, Debug)]
+pub(crate) struct Derived {
+    /// The service as checked: its request fields and derived expressions.
+    pub(crate) service: fstore_dsl::plan::Service,
+    /// Each column the derived features read, with its type and where its
+    /// values come from.
+    pub(crate) inputs: Vec<(String, DataType, Input)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// The request field at this index of `Service::request`.
+    Request(usize),
+    /// The response column at this index of `Selection::columns`.
+    Column(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -84,6 +106,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The checked definitions.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
     /// Read and check every `*.fdl` file in `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Registry> {
         let files = fstore_dsl::load_dir(dir)
@@ -109,7 +136,11 @@ impl Registry {
             .plan
             .services
             .iter()
-            .map(|s| (s.name.clone(), Arc::new(registry.select(&s.features))))
+            .map(|s| {
+                let mut selection = registry.select(&s.features);
+                selection.derived = derived(s, &selection);
+                (s.name.clone(), Arc::new(selection))
+            })
             .collect();
         registry.services = services;
         registry
@@ -176,13 +207,37 @@ impl Registry {
                 keys.insert(key.name.clone(), key.ty);
             }
         }
-        Selection { columns, views, keys }
+        Selection { columns, views, keys, derived: None }
     }
 
     /// Views that read the named source.
     pub fn views_of_source(&self, source: usize) -> Vec<usize> {
         (0..self.plan.views.len()).filter(|&v| self.plan.views[v].source == source).collect()
     }
+}
+
+/// Where each input of a service's derived features comes from; `None`
+/// for a service without request fields or derived features.
+fn derived(service: &fstore_dsl::plan::Service, selection: &Selection) -> Option<Derived> {
+    if service.request.is_empty() && service.derived.is_empty() {
+        return None;
+    }
+    let inputs = service
+        .derived_inputs()
+        .into_iter()
+        .filter_map(|name| {
+            let input = match service.request.iter().position(|r| r.name == name) {
+                Some(i) => (service.request[i].ty, Input::Request(i)),
+                // The checker resolved every other input to a listed feature.
+                None => {
+                    let c = selection.columns.iter().position(|c| c.name == name)?;
+                    (selection.columns[c].ty, Input::Column(c))
+                }
+            };
+            Some((name.to_string(), input.0, input.1))
+        })
+        .collect();
+    Some(Derived { service: service.clone(), inputs })
 }
 
 /// The fingerprint that keys a view's stored data: a hash of its canonical

@@ -7,6 +7,7 @@
 //! internal detail goes to the log.
 
 pub mod auth;
+pub(crate) mod derive;
 pub(crate) mod guard;
 pub(crate) mod heavy;
 pub(crate) mod lookup;
@@ -125,29 +126,39 @@ impl proto::feature_serving_server::FeatureServing for Serving {
     ) -> Result<Response<proto::ListFeatureServicesResponse>, Status> {
         let caller = request.extensions().get::<Arc<Caller>>().cloned();
         let registry = self.engine.registry();
-        let services = registry
-            .plan
-            .services
-            .iter()
-            .filter(|s| caller.as_ref().is_none_or(|c| c.may_read_service(&s.name)))
-            .map(|s| {
-                let selection = &registry.services[&s.name];
-                proto::FeatureServiceInfo {
-                    name: s.name.clone(),
-                    features: selection
-                        .columns
-                        .iter()
-                        .map(|c| proto::FeatureInfo { name: c.name.clone(), r#type: c.ty.to_string() })
-                        .collect(),
-                    entity_keys: selection.keys.keys().cloned().collect(),
-                    key_types: selection
-                        .keys
-                        .iter()
-                        .map(|(k, t)| proto::FeatureInfo { name: k.clone(), r#type: t.to_string() })
-                        .collect(),
-                }
-            })
-            .collect();
+        let services =
+            registry
+                .plan
+                .services
+                .iter()
+                .filter(|s| caller.as_ref().is_none_or(|c| c.may_read_service(&s.name)))
+                .map(|s| {
+                    let selection = &registry.services[&s.name];
+                    proto::FeatureServiceInfo {
+                        name: s.name.clone(),
+                        features: selection
+                            .columns
+                            .iter()
+                            .map(|c| proto::FeatureInfo { name: c.name.clone(), r#type: c.ty.to_string() })
+                            .chain(s.derived.iter().map(|d| proto::FeatureInfo {
+                                name: d.name.clone(),
+                                r#type: d.ty.to_string(),
+                            }))
+                            .collect(),
+                        entity_keys: selection.keys.keys().cloned().collect(),
+                        key_types: selection
+                            .keys
+                            .iter()
+                            .map(|(k, t)| proto::FeatureInfo { name: k.clone(), r#type: t.to_string() })
+                            .collect(),
+                        request_fields: s
+                            .request
+                            .iter()
+                            .map(|f| proto::FeatureInfo { name: f.name.clone(), r#type: f.ty.to_string() })
+                            .collect(),
+                    }
+                })
+                .collect();
         Ok(Response::new(proto::ListFeatureServicesResponse { services }))
     }
 }
@@ -299,6 +310,15 @@ impl proto::feature_admin_server::FeatureAdmin for Admin {
                 .views
                 .into_iter()
                 .map(|v| proto::ViewChange { view: v.view, change: v.change.to_string(), data: v.data })
+                .collect(),
+            services: report
+                .services
+                .into_iter()
+                .map(|s| proto::ServiceChange {
+                    service: s.service,
+                    change: s.change.to_string(),
+                    detail: s.detail,
+                })
                 .collect(),
             notes: report.notes,
         }))

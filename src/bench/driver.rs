@@ -14,6 +14,7 @@
 //! counted as a timeout.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +42,13 @@ pub const TIMEOUT: &str = "timeout";
 #[derive(Clone, Debug)]
 pub enum Workload {
     /// GetOnlineFeatures with freshly drawn keys.
-    Lookup { selector: Selector, columns: Arc<[KeyColumn]>, rows: usize },
+    Lookup {
+        selector: Selector,
+        columns: Arc<[KeyColumn]>,
+        rows: usize,
+        /// Request fields, sent as they are with every request.
+        request_data: Arc<HashMap<String, fstore::proto::Values>>,
+    },
     /// The standard health Check for service "": the floor of gRPC itself.
     HealthCheck,
 }
@@ -278,11 +285,14 @@ impl Scheduler {
             }
             // Build first, while there is slack before the request is due.
             let call = match &self.workload {
-                Workload::Lookup { selector, columns, rows } => Call::Lookup(GetOnlineFeaturesRequest {
-                    selector: Some(selector.clone()),
-                    entities: draw_entities(columns, *rows, &mut rng),
-                    ..Default::default()
-                }),
+                Workload::Lookup { selector, columns, rows, request_data } => {
+                    Call::Lookup(GetOnlineFeaturesRequest {
+                        selector: Some(selector.clone()),
+                        entities: draw_entities(columns, *rows, &mut rng),
+                        request_data: HashMap::clone(request_data),
+                        ..Default::default()
+                    })
+                }
                 Workload::HealthCheck => Call::HealthCheck,
             };
             let due = self.start + scheduled_offset(index, self.plan.rate);

@@ -1,6 +1,7 @@
 //! `GetOnlineFeatures`: validate the request against the resolved selection,
-//! read each view once with a batched multi-get, and fill the column-major
-//! response straight from the stored bytes.
+//! read each view once with a batched multi-get, fill the column-major
+//! response straight from the stored bytes, and compute the service's
+//! derived features over it ([`derive`]).
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use crate::ingest::events;
 use crate::proto::{self, get_online_features_request::Selector, value::Kind, FieldStatus};
 use crate::registry::{Registry, Selection, ViewInfo, ViewRead};
 use crate::serve::auth::Caller;
+use crate::serve::derive;
 use crate::store::aggs::TileRun;
 use crate::store::keys::{push_key_part, view_prefix, KeyPart};
 use fstore_dsl::agg::{self, Scalar};
@@ -95,6 +97,7 @@ pub(crate) fn get_online_features(
         }
     };
     let rows = check_entities(&request.entities, selection, engine.config.max_rows_per_request(service))?;
+    let request_fields = derive::check_request_data(&request.request_data, selection, service, rows)?;
 
     let mut columns: Vec<proto::FeatureColumn> = selection
         .columns
@@ -107,6 +110,9 @@ pub(crate) fn get_online_features(
         })
         .collect();
     if rows == 0 {
+        if let Some(derived) = &selection.derived {
+            columns.extend(derive::empty_columns(derived));
+        }
         return Ok(proto::GetOnlineFeaturesResponse { features: columns });
     }
     // Windows (and ttl) are computed at the request's time: the server's
@@ -162,6 +168,9 @@ pub(crate) fn get_online_features(
                 c.event_timestamps_micros.push(decoded.event_time);
             }
         }
+    }
+    if let Some(derived) = &selection.derived {
+        derive::append_derived(derived, &request_fields, &mut columns, rows)?;
     }
     Ok(proto::GetOnlineFeaturesResponse { features: columns })
 }

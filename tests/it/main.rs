@@ -10,6 +10,7 @@ mod access;
 mod apply;
 mod cli;
 mod crash;
+mod derived;
 mod e2e;
 mod replace;
 mod stream;
