@@ -4,14 +4,16 @@
 //!   the `FeatureAdmin.IngestParquet` RPC.
 //! - [`crate::stream`]: Kafka messages, decoded by [`json`].
 //!
-//! Both turn their input into a typed Arrow batch ([`convert`] reads Parquet
+//! All turn their input into a typed Arrow batch ([`convert`] reads Parquet
 //! columns as the types the definitions need) and hand it to [`events`],
-//! which evaluates every view and builds the store writes.
+//! which evaluates every view and builds the store writes; streamed events
+//! are written by [`write`].
 
 pub mod convert;
 pub(crate) mod events;
 pub(crate) mod json;
 pub mod parquet;
+pub(crate) mod write;
 
 pub(crate) use crate::engine::IngestReport;
 

@@ -41,8 +41,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::engine::Engine;
-use crate::ingest::events::{self, Events, Target};
 use crate::ingest::json::{self, BadMessage};
+use crate::ingest::write;
 use crate::store::Durability;
 use stats::StreamStats;
 
@@ -461,29 +461,20 @@ impl Applier {
             }
         }
 
-        // The registry is read under the source's lock: a definitions apply
-        // drops an old view's data under the same lock, after the swap, so
-        // a batch never writes to a view that is already gone.
-        let lock = engine.source_lock(&self.source.name);
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let registry = engine.registry();
-        let index = registry.plan.source(&self.source.name).map(|(i, _)| i).context("source vanished")?;
-        let targets = self.targets(&registry, &registry.views_of_source(index))?;
-        let mut writes = engine.store.batch();
-        let mut rejects = BTreeMap::new();
         let rows = decoded.batch.num_rows();
-        let batch_events = Events {
-            typed: &decoded.batch,
-            event_times: &decoded.event_times,
-            seq: engine.next_seq(rows),
-            now: crate::now_micros(),
-        };
-        let applied = events::apply(&registry, &targets, &batch_events, &mut rejects, &mut writes)?;
-        for (&partition, &(_, offset)) in next {
-            writes.put_offset(&self.source.name, &self.topic, partition, offset);
-        }
-        engine.store.write_rows(writes, Durability::Wal)?;
-        drop(_guard);
+        let written = write::upsert(
+            engine,
+            &self.source.name,
+            &decoded.batch,
+            &decoded.event_times,
+            Durability::Wal,
+            |writes| {
+                for (&partition, &(_, offset)) in next {
+                    writes.put_offset(&self.source.name, &self.topic, partition, offset);
+                }
+            },
+        )?;
+        let (applied, rejects) = (written.applied, written.rejects);
 
         let servable = crate::now_micros();
         for (row, why) in &rejects {
@@ -506,46 +497,6 @@ impl Applier {
             tracing::info!(source = %self.source.name, events = rows, "First events since the partitions were assigned are servable.");
         }
         Ok(())
-    }
-
-    /// The generation each view writes to; a view written for the first time
-    /// gets one from the catalog, published before any data.
-    fn targets(&self, registry: &crate::registry::Registry, views: &[usize]) -> anyhow::Result<Vec<Target>> {
-        let engine = &self.engine;
-        let snapshot = engine.generations();
-        let known: Vec<Option<u32>> =
-            views.iter().map(|&v| snapshot.get(&registry.views[v].fingerprint).copied()).collect();
-        drop(snapshot);
-        let first: Vec<crate::catalog::Target> = views
-            .iter()
-            .zip(&known)
-            .filter(|(_, g)| g.is_none())
-            .map(|(&v, _)| {
-                let info = &registry.views[v];
-                crate::catalog::Target {
-                    fingerprint: info.fingerprint,
-                    view: info.name.clone(),
-                    coarse_spans_micros: info.coarse_spans_micros(),
-                }
-            })
-            .collect();
-        let mut started = HashMap::new();
-        if !first.is_empty() {
-            let txn = engine.catalog.begin(crate::catalog::Write::Upsert, first)?;
-            started.extend(txn.generations());
-            txn.commit(None)?;
-        }
-        views
-            .iter()
-            .zip(known)
-            .map(|(&view, generation)| {
-                let fingerprint = registry.views[view].fingerprint;
-                let generation = generation
-                    .or_else(|| started.get(&fingerprint).copied())
-                    .context("the catalog gave no generation to a view")?;
-                Ok(Target { view, fingerprint, generation })
-            })
-            .collect()
     }
 
     fn bad_message(&self, m: &Msg, bad: &BadMessage) {
