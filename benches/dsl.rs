@@ -1,7 +1,8 @@
 //! The feature-definition language's row evaluator: rows per second for the
 //! example `user_profile` view's features (string case mapping, coalesce,
 //! `in`, date arithmetic, bucketize, an embedding pass-through) over one
-//! 8,192-row batch, and the checker's cost on the example definitions.
+//! 8,192-row batch; a service's derived features over one request's 100
+//! rows; and the checker's cost on the example definitions.
 //!
 //! Run: `cargo bench --bench dsl` (add `-- --quick` for a short run).
 
@@ -108,6 +109,47 @@ fn evaluate(c: &mut Criterion) {
     group.finish();
 }
 
+/// The derived features of the example `item_ranker_v3` (a ratio, `in`, a
+/// cosine and a dot product of 16-dimension embeddings) over the 100 rows
+/// of one request: what a lookup of that service adds to the stored ones.
+fn derive(c: &mut Criterion) {
+    const REQUEST_ROWS: usize = 100;
+    let plan = example_plan();
+    let (_, service) = plan.service("item_ranker_v3").unwrap();
+    let embeddings = |seed: usize| {
+        let mut b = ListBuilder::new(Float32Builder::new());
+        for r in 0..REQUEST_ROWS {
+            for d in 0..16 {
+                b.values().append_value(((r * 7 + d * 3 + seed) % 11) as f32 - 5.0);
+            }
+            b.append(true);
+        }
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("device", Arc::new(StringArray::from_iter_values((0..REQUEST_ROWS).map(|r| ["ios", "web"][r % 2])))),
+        ("shown_price", Arc::new(Float64Array::from_iter_values((0..REQUEST_ROWS).map(|r| r as f64 + 0.5)))),
+        ("query_emb", embeddings(1)),
+        ("user_profile.embedding", embeddings(2)),
+        (
+            "item_features.price",
+            Arc::new(Float64Array::from_iter_values((0..REQUEST_ROWS).map(|r| r as f64 * 2.0))),
+        ),
+        ("item_features.embedding", embeddings(3)),
+    ];
+    let schema = Schema::new(
+        columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
+    );
+    let inputs =
+        RecordBatch::try_new(Arc::new(schema), columns.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let mut group = c.benchmark_group("derive");
+    group.throughput(Throughput::Elements(REQUEST_ROWS as u64));
+    group.bench_function("item_ranker_v3_100_rows", |b| {
+        b.iter(|| black_box(fstore_dsl::derive(service, &inputs).unwrap()))
+    });
+    group.finish();
+}
+
 fn check(c: &mut Criterion) {
     let defs = Path::new(env!("CARGO_MANIFEST_DIR")).join("feature_defs");
     let files = fstore_dsl::load_dir(&defs).unwrap();
@@ -116,5 +158,5 @@ fn check(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, evaluate, check);
+criterion_group!(benches, evaluate, derive, check);
 criterion_main!(benches);

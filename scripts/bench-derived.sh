@@ -39,6 +39,10 @@ env FSTORE_SERVER__DEFINITIONS_DIR="$dir/defs" FSTORE_SERVER__DATA_DIR="$dir/sto
   FSTORE_SERVER__LOAD_SOURCES_ON_START=false RUST_LOG=warn "$F" serve >"$dir/server.log" 2>&1 &
 pids+=($!)
 addr=http://127.0.0.1:16578
+for _ in $(seq 1 300); do
+  (exec 3<>/dev/tcp/127.0.0.1/16578) 2>/dev/null && break
+  sleep 0.1
+done
 
 b() { "$F" bench --addr "$addr" --duration 10s --warmup 2s --key "id=0..$ROWS" --rows 100 --rate "$RATE" "$@"; }
 for round in $(seq 1 "$ROUNDS"); do

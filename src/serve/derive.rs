@@ -92,6 +92,8 @@ fn fits(kind: &Kind, ty: DataType) -> bool {
             | (Kind::Int64Value(_), DataType::Int64)
             | (Kind::Float32Value(_), DataType::Float32)
             | (Kind::Float64Value(_), DataType::Float64)
+            // As the language widens int64 to float64 (a JSON client's `5`).
+            | (Kind::Int64Value(_), DataType::Float64 | DataType::Float32)
             | (Kind::StringValue(_), DataType::String)
             | (Kind::BytesValue(_), DataType::Bytes)
             | (Kind::TimestampMicros(_), DataType::Timestamp)
@@ -197,10 +199,14 @@ fn to_arrow<'v>(values: impl ExactSizeIterator<Item = &'v proto::Value>, ty: Dat
             build!(Int64Builder::with_capacity(n), Some(Kind::Int64Value(x)) => |b: &mut Int64Builder| b.append_value(*x))
         }
         DataType::Float32 => {
-            build!(Float32Builder::with_capacity(n), Some(Kind::Float32Value(x)) => |b: &mut Float32Builder| b.append_value(*x))
+            build!(Float32Builder::with_capacity(n),
+                Some(Kind::Float32Value(x)) => |b: &mut Float32Builder| b.append_value(*x),
+                Some(Kind::Int64Value(x)) => |b: &mut Float32Builder| b.append_value(*x as f32))
         }
         DataType::Float64 => {
-            build!(Float64Builder::with_capacity(n), Some(Kind::Float64Value(x)) => |b: &mut Float64Builder| b.append_value(*x))
+            build!(Float64Builder::with_capacity(n),
+                Some(Kind::Float64Value(x)) => |b: &mut Float64Builder| b.append_value(*x),
+                Some(Kind::Int64Value(x)) => |b: &mut Float64Builder| b.append_value(*x as f64))
         }
         DataType::String => {
             build!(StringBuilder::with_capacity(n, n * 8), Some(Kind::StringValue(x)) => |b: &mut StringBuilder| b.append_value(x))

@@ -440,6 +440,12 @@ fn bad_request_fields_are_refused_with_their_names_and_the_server_keeps_serving(
     let status = rt.block_on(client.get_online_features(refs)).expect_err("references take no request data");
     assert!(status.message().contains("request data is for feature services"), "{}", status.message());
 
+    // An integer for a float field is taken as the number it is.
+    let mut int_price = good();
+    int_price[1].1 = vec![int(2)];
+    let r = rt.block_on(client.get_online_features(request(int_price))).expect("an int64 price").into_inner();
+    assert_eq!(f64_at(column(&r, "price_ratio"), 0), Some(2.0 / 2.5), "user 1's item is b, at 2.5");
+
     // Nothing of that disturbed serving.
     let ok = rt.block_on(client.get_online_features(request(good()))).expect("a good request").into_inner();
     assert_eq!(column(&ok, "price_ratio").values.len(), rows);
