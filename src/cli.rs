@@ -130,7 +130,10 @@ pub enum KeyAction {
         /// Feature services it may read, comma separated; `*` for all.
         #[arg(long, value_delimiter = ',')]
         services: Vec<String>,
-        /// Allow ingest, apply and status.
+        /// Sources it may push events to, comma separated; `*` for all.
+        #[arg(long, value_delimiter = ',')]
+        push: Vec<String>,
+        /// Allow ingest, apply and status (and pushing to any source).
         #[arg(long)]
         admin: bool,
     },
@@ -306,19 +309,23 @@ async fn apply(
 
 fn key(action: KeyAction) -> anyhow::Result<ExitCode> {
     match action {
-        KeyAction::New { name, services, admin } => {
-            if services.is_empty() && !admin {
-                bail!("the key would grant nothing: give --services NAME,... and/or --admin");
+        KeyAction::New { name, services, push, admin } => {
+            if services.is_empty() && push.is_empty() && !admin {
+                bail!(
+                    "the key would grant nothing: give --services NAME,..., --push SOURCE,... and/or --admin"
+                );
             }
             let key = fstore::serve::auth::new_key()?;
             let services: Vec<String> = services.iter().map(|s| format!("{s:?}")).collect();
+            let push: Vec<String> = push.iter().map(|s| format!("{s:?}")).collect();
             eprintln!("The key (give it to the client; it is not stored anywhere):");
             println!("{key}");
             eprintln!("\nThe server's config entry (fstore.toml):");
             eprintln!(
-                "[[auth.keys]]\nname = {name:?}\nsha256 = \"{}\"\nservices = [{}]\nadmin = {admin}",
+                "[[auth.keys]]\nname = {name:?}\nsha256 = \"{}\"\nservices = [{}]\npush = [{}]\nadmin = {admin}",
                 fstore::serve::auth::digest_hex(&key),
-                services.join(", ")
+                services.join(", "),
+                push.join(", ")
             );
         }
         KeyAction::Hash => {

@@ -104,6 +104,10 @@ pub struct ApiKeyConfig {
     /// Feature services the key may read; `"*"` is every service.
     #[serde(default)]
     pub(crate) services: Vec<String>,
+    /// Sources the key may push events to (`FeaturePush.PushEvents`); `"*"`
+    /// is every source. An admin key may push to every source.
+    #[serde(default)]
+    pub(crate) push: Vec<String>,
     /// Whether the key may ingest, apply definitions and read the status.
     #[serde(default)]
     pub(crate) admin: bool,

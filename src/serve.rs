@@ -1,4 +1,4 @@
-//! The gRPC server: `FeatureServing` and `FeatureAdmin` (see
+//! The gRPC server: `FeatureServing`, `FeaturePush` and `FeatureAdmin` (see
 //! `proto/fstore/v1/fstore.proto`), the standard health service and server
 //! reflection.
 //!
@@ -12,6 +12,7 @@ pub(crate) mod guard;
 pub(crate) mod heavy;
 pub(crate) mod lookup;
 pub(crate) mod metrics;
+pub(crate) mod push;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,7 +28,8 @@ use crate::error::Error;
 use crate::ingest::parquet::{self, Mode};
 use crate::ingest::{IngestError, IngestReport};
 use crate::proto::{
-    self, feature_admin_server::FeatureAdminServer, feature_serving_server::FeatureServingServer,
+    self, feature_admin_server::FeatureAdminServer, feature_push_server::FeaturePushServer,
+    feature_serving_server::FeatureServingServer,
 };
 use crate::runtime::Runtime;
 use auth::Caller;
@@ -510,6 +512,10 @@ pub async fn run(
                 service_in_flight: Default::default(),
             })
             .max_decoding_message_size(max_bytes),
+        )
+        .add_service(
+            FeaturePushServer::new(push::Pushing { engine: engine.clone(), metrics: metrics.clone() })
+                .max_decoding_message_size(max_bytes),
         )
         .add_service(
             FeatureAdminServer::new(Admin { runtime: runtime.clone(), metrics })

@@ -1,5 +1,6 @@
-//! One upsert of decoded events into every view of their source, as Kafka
-//! batches ([`crate::stream`]) are applied.
+//! One upsert of decoded events into every view of their source: Kafka
+//! batches ([`crate::stream`]) and pushed events ([`super::push`]) both end
+//! here, so they are applied alike.
 //!
 //! The whole upsert is one RocksDB write, made under the source's lock: a
 //! definitions apply drops an old view's data under the same lock, after

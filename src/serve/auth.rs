@@ -6,7 +6,8 @@
 //! password to guess by brute force.
 //!
 //! Scopes: a key names the feature services it may read (`"*"` for all),
-//! and whether it may administer (ingest, apply definitions, read status).
+//! the sources it may push events to (`push`, likewise), and whether it may
+//! administer (ingest, apply definitions, read status, push to any source).
 //! A request by feature references is allowed when every feature it names is
 //! part of some service in the key's scope.
 
@@ -24,13 +25,33 @@ use crate::registry::Registry;
 pub struct Caller {
     pub(crate) name: String,
     scope: Scope,
+    /// Sources it may push to.
+    push: Scope,
     admin: bool,
 }
 
+/// Names a key is allowed, of services or of sources.
 #[derive(Clone, Debug)]
 enum Scope {
     All,
     Services(BTreeSet<String>),
+}
+
+impl Scope {
+    fn of(names: &[String]) -> Scope {
+        if names.iter().any(|s| s == "*") {
+            Scope::All
+        } else {
+            Scope::Services(names.iter().cloned().collect())
+        }
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Services(names) => names.contains(name),
+        }
+    }
 }
 
 /// The configured keys, by digest. Empty: authentication is off.
@@ -46,12 +67,13 @@ impl Keys {
             .iter()
             .filter_map(|k| {
                 let digest = parse_hex32(&k.sha256)?;
-                let scope = if k.services.iter().any(|s| s == "*") {
-                    Scope::All
-                } else {
-                    Scope::Services(k.services.iter().cloned().collect())
+                let caller = Caller {
+                    name: k.name.clone(),
+                    scope: Scope::of(&k.services),
+                    push: Scope::of(&k.push),
+                    admin: k.admin,
                 };
-                Some((digest, Arc::new(Caller { name: k.name.clone(), scope, admin: k.admin })))
+                Some((digest, Arc::new(caller)))
             })
             .collect();
         Keys { by_digest }
@@ -77,10 +99,13 @@ impl Keys {
 
 impl Caller {
     pub fn may_read_service(&self, service: &str) -> bool {
-        match &self.scope {
-            Scope::All => true,
-            Scope::Services(names) => names.contains(service),
-        }
+        self.scope.allows(service)
+    }
+
+    /// Whether it may push events to `source`: an admin key, or one whose
+    /// `push` names the source (or `"*"`).
+    pub fn may_push(&self, source: &str) -> bool {
+        self.admin || self.push.allows(source)
     }
 
     /// Whether every `view.feature` column is served by a service in scope.
@@ -153,12 +178,14 @@ mod tests {
                     name: "ranker".into(),
                     sha256: digest_hex(&reader),
                     services: vec!["ranker_v1".into()],
+                    push: vec!["clicks".into()],
                     admin: false,
                 },
                 ApiKeyConfig {
                     name: "ops".into(),
                     sha256: digest_hex(&admin).to_uppercase(),
                     services: vec!["*".into()],
+                    push: Vec::new(),
                     admin: true,
                 },
             ],
@@ -181,6 +208,8 @@ mod tests {
         assert!(!caller.is_admin());
         let ops = keys.authenticate(Some(&header(&format!("bearer {admin}")))).unwrap();
         assert!(ops.is_admin() && ops.may_read_service("anything"));
+        assert!(caller.may_push("clicks") && !caller.may_push("orders"));
+        assert!(ops.may_push("orders"), "an admin key pushes anywhere");
     }
 
     #[test]

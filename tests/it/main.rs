@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod derived;
 mod e2e;
+mod push;
 mod replace;
 mod stream;
 mod upgrade;
