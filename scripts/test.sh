@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fstore test: unit, property, golden and end-to-end tests, after
-# the style checks (rustfmt, clippy).
+# the style checks (rustfmt, clippy), then the Python client's tests.
 # This is the README's test command, and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,3 +32,5 @@ for t in "${alone[@]}"; do skips+=(--skip "$t"); done
 cargo test --workspace --lib --bins --tests --examples --locked -- "${skips[@]}"
 cargo test --workspace --bench '*' --locked
 cargo test --locked --test it -- --exact --test-threads 1 "${alone[@]}"
+# The Python client against the binary just built, in a venv outside the clone.
+scripts/python-tests.sh "$CARGO_TARGET_DIR/debug/fstore" -q
