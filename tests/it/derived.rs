@@ -503,6 +503,19 @@ fn training_rows(
     );
 }
 
+/// `fstore eval --service ranker_v2` over `input`, into `out`.
+fn eval(defs: &std::path::Path, input: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(bin())
+        .args(["eval", "--service", "ranker_v2", "--defs"])
+        .arg(defs)
+        .arg("--input")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn fstore_eval_computes_what_the_server_serves_value_for_value() {
     let server = ServerBuilder::new(&[("defs.fdl", DEFS)]).start();
@@ -526,15 +539,7 @@ fn fstore_eval_computes_what_the_server_serves_value_for_value() {
     let input = dir.path().join("rows.parquet");
     let out = dir.path().join("out.parquet");
     training_rows(&input, &response, &devices, &shown, &queries);
-    let run = std::process::Command::new(bin())
-        .args(["eval", "--service", "ranker_v2", "--defs"])
-        .arg(&server.defs)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = eval(&server.defs, &input, &out);
     assert!(run.status.success(), "{}{}", stdout(&run), stderr(&run));
     assert!(stdout(&run).contains(&format!("{rows} rows")), "{}", stdout(&run));
 
@@ -585,15 +590,7 @@ fn fstore_eval_computes_what_the_server_serves_value_for_value() {
 
     // A file without an input column: a clear error naming it.
     write_parquet(&input, vec![("device", Arc::new(StringArray::from(vec!["ios"])) as ArrayRef)]);
-    let run = std::process::Command::new(bin())
-        .args(["eval", "--service", "ranker_v2", "--defs"])
-        .arg(&server.defs)
-        .arg("--input")
-        .arg(&input)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let run = eval(&server.defs, &input, &out);
     assert!(!run.status.success());
     assert!(
         stderr(&run).contains(
