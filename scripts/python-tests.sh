@@ -6,7 +6,7 @@
 #
 # The binary is the first argument if it names a file, else $FSTORE_TEST_BIN, else
 # ~/.cache/fstore-target/debug/fstore (where scripts/test.sh builds it).
-# The venv is ${FSTORE_VENV:-~/.cache/fstore-venv}: created on first use with
+# The venv is ${FSTORE_TEST_VENV:-~/.cache/fstore-venv}: created on first use with
 # the pinned versions of clients/python/requirements-test.txt, and reused while
 # that file is unchanged (a stamp holds its hash). The package is reinstalled
 # from the work tree on every run, its gRPC stubs generated from proto/.
@@ -26,7 +26,7 @@ if [ ! -x "$FSTORE_TEST_BIN" ]; then
 fi
 export FSTORE_TEST_BIN
 
-venv="${FSTORE_VENV:-$HOME/.cache/fstore-venv}"
+venv="${FSTORE_TEST_VENV:-$HOME/.cache/fstore-venv}"
 requirements="$repo/clients/python/requirements-test.txt"
 
 # CPython 3.11 or newer: the pinned numpy and pandas need it.
