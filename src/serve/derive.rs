@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::proto::{self, value::Kind, FieldStatus};
 use crate::registry::{Derived, Input, Selection};
 use crate::serve::lookup::kind_name;
+use crate::store::codec::kind_fits;
 
 /// The request's values of each request field of the service (one value
 /// standing for every row, or one per row), in the order of its `request`
@@ -86,22 +87,9 @@ pub(crate) fn check_request_data<'r>(
 }
 
 fn fits(kind: &Kind, ty: DataType) -> bool {
-    matches!(
-        (kind, ty),
-        (Kind::BoolValue(_), DataType::Bool)
-            | (Kind::Int64Value(_), DataType::Int64)
-            | (Kind::Float32Value(_), DataType::Float32)
-            | (Kind::Float64Value(_), DataType::Float64)
-            // As the language widens int64 to float64 (a JSON client's `5`).
-            | (Kind::Int64Value(_), DataType::Float64 | DataType::Float32)
-            | (Kind::StringValue(_), DataType::String)
-            | (Kind::BytesValue(_), DataType::Bytes)
-            | (Kind::TimestampMicros(_), DataType::Timestamp)
-            | (Kind::Float32List(_), DataType::Array(ElementType::Float32))
-            | (Kind::Float64List(_), DataType::Array(ElementType::Float64))
-            | (Kind::Int64List(_), DataType::Array(ElementType::Int64))
-            | (Kind::StringList(_), DataType::Array(ElementType::String))
-    )
+    // An int64 is taken for a float, as the language widens int64 to float64
+    // (a JSON client's `5`).
+    kind_fits(kind, ty) || matches!((kind, ty), (Kind::Int64Value(_), DataType::Float64 | DataType::Float32))
 }
 
 /// Compute the derived features of `derived` for `rows` rows from the

@@ -174,6 +174,24 @@ pub struct DecodedRow {
 #[error("stored row is corrupt: {0}")]
 pub struct CorruptRow(pub(crate) &'static str);
 
+/// Whether `kind` is a value of `ty`.
+pub(crate) fn kind_fits(kind: &Kind, ty: DataType) -> bool {
+    matches!(
+        (kind, ty),
+        (Kind::BoolValue(_), DataType::Bool)
+            | (Kind::Int64Value(_), DataType::Int64)
+            | (Kind::Float32Value(_), DataType::Float32)
+            | (Kind::Float64Value(_), DataType::Float64)
+            | (Kind::StringValue(_), DataType::String)
+            | (Kind::BytesValue(_), DataType::Bytes)
+            | (Kind::TimestampMicros(_), DataType::Timestamp)
+            | (Kind::Float32List(_), DataType::Array(ElementType::Float32))
+            | (Kind::Float64List(_), DataType::Array(ElementType::Float64))
+            | (Kind::Int64List(_), DataType::Array(ElementType::Int64))
+            | (Kind::StringList(_), DataType::Array(ElementType::String))
+    )
+}
+
 /// Decode a row written by [`encode_row`] for features of `types`.
 pub fn decode_row(bytes: &[u8], types: &[DataType]) -> Result<DecodedRow, CorruptRow> {
     let mut r = Reader { bytes, pos: 0 };

@@ -33,24 +33,6 @@ const REASONS: &[&str] = &[
     "trailing bytes",
 ];
 
-/// Whether `kind` is a value of `ty`.
-fn kind_fits(kind: &Kind, ty: DataType) -> bool {
-    matches!(
-        (kind, ty),
-        (Kind::BoolValue(_), DataType::Bool)
-            | (Kind::Int64Value(_), DataType::Int64)
-            | (Kind::Float32Value(_), DataType::Float32)
-            | (Kind::Float64Value(_), DataType::Float64)
-            | (Kind::StringValue(_), DataType::String)
-            | (Kind::BytesValue(_), DataType::Bytes)
-            | (Kind::TimestampMicros(_), DataType::Timestamp)
-            | (Kind::Float32List(_), DataType::Array(ElementType::Float32))
-            | (Kind::Float64List(_), DataType::Array(ElementType::Float64))
-            | (Kind::Int64List(_), DataType::Array(ElementType::Int64))
-            | (Kind::StringList(_), DataType::Array(ElementType::String))
-    )
-}
-
 /// Rough heap size of a decoded value, to bound what decoding allocates.
 fn heap_size(kind: &Kind) -> usize {
     match kind {
@@ -74,7 +56,7 @@ fn check_decoded(bytes: &[u8], types: &[DataType], result: &Result<DecodedRow, C
             assert_eq!(row.values.len(), types.len());
             for (v, ty) in row.values.iter().zip(types) {
                 if let Some(kind) = &v.kind {
-                    assert!(kind_fits(kind, *ty), "{kind:?} for {ty}");
+                    assert!(super::kind_fits(kind, *ty), "{kind:?} for {ty}");
                 }
             }
             assert_eq!(event_time_of(bytes), Some(row.event_time));
