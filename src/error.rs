@@ -114,18 +114,32 @@ impl fmt::Debug for Error {
     }
 }
 
-impl From<Error> for tonic::Status {
-    fn from(e: Error) -> tonic::Status {
-        if e.code != Code::Internal {
-            return tonic::Status::new(e.code.grpc(), e.message);
+impl Error {
+    /// What the client is told: the code and, for a user error, the whole
+    /// message; an internal error is logged here with its detail under a
+    /// new id, and the client gets what the server was doing and that id.
+    /// Every protocol's answer is made from this.
+    pub(crate) fn into_reply(self) -> (Code, String) {
+        if self.code != Code::Internal {
+            return (self.code, self.message);
         }
         let id = error_id();
-        let detail = e.detail.as_ref().map(|d| format!("{d:#}")).unwrap_or_default();
-        tracing::error!(error_id = %id, what = %e.message, detail = %detail, "Internal error.");
-        tonic::Status::internal(format!(
-            "internal error while {}; the server log has the detail under error id {id}",
-            e.message
-        ))
+        let detail = self.detail.as_ref().map(|d| format!("{d:#}")).unwrap_or_default();
+        tracing::error!(error_id = %id, what = %self.message, detail = %detail, "Internal error.");
+        (
+            Code::Internal,
+            format!(
+                "internal error while {}; the server log has the detail under error id {id}",
+                self.message
+            ),
+        )
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        let (code, message) = e.into_reply();
+        tonic::Status::new(code.grpc(), message)
     }
 }
 

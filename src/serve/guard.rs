@@ -2,7 +2,8 @@
 //!
 //! It runs on the connection's task the moment a call's headers arrive, so
 //! it sees the request before it waits for a worker. For fstore's own
-//! services it:
+//! services and Feast's `ServingService` (through [`DoorLayer`]) and for the
+//! HTTP API (whose handlers call [`Door::enter`]) it:
 //! - stamps the arrival time and the client's deadline (`grpc-timeout`),
 //!   which the handlers use to refuse work that waited too long;
 //! - authenticates the caller when API keys are configured
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
-use super::auth::Keys;
+use super::auth::{Caller, Keys};
 
 /// When a call arrived, and by when its client wants the answer.
 #[derive(Clone, Copy, Debug)]
@@ -225,8 +226,11 @@ pub(crate) struct DoorService<S> {
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
 
-const OWN_SERVICES: &str = "/fstore.v1.";
-const LOOKUP: &str = "/fstore.v1.FeatureServing/GetOnlineFeatures";
+/// Services the door guards: fstore's own and Feast's serving API.
+const OWN_SERVICES: [&str; 2] = ["/fstore.v1.", "/feast.serving.ServingService/"];
+/// The lookup calls among them.
+const LOOKUPS: [&str; 2] =
+    ["/fstore.v1.FeatureServing/GetOnlineFeatures", "/feast.serving.ServingService/GetOnlineFeatures"];
 
 impl<S, B> tower::Service<http::Request<B>> for DoorService<S>
 where
@@ -250,59 +254,109 @@ where
         // The clone answers this call; the one that was polled ready stays.
         let mut inner = self.inner.clone();
         std::mem::swap(&mut inner, &mut self.inner);
-        let path = request.uri().path();
-        if !path.starts_with(OWN_SERVICES) {
+        let Some(call) = Call::of_path(request.uri().path()) else {
             return Box::pin(inner.call(request));
-        }
-        let lookup = path == LOOKUP;
+        };
         let at = Instant::now();
         let deadline = request.headers().get("grpc-timeout").and_then(parse_grpc_timeout).map(|d| at + d);
-        let door = &self.door;
-        if door.keys.enabled() {
-            match door.keys.authenticate(request.headers().get(http::header::AUTHORIZATION)) {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                }
+        let entry = match self.door.enter(request.headers(), call, Arrival { at, deadline }) {
+            Ok(entry) => entry,
+            Err(error) => return refuse(error),
+        };
+        if let Some(caller) = &entry.caller {
+            request.extensions_mut().insert(caller.clone());
+        }
+        request.extensions_mut().insert(entry.arrival);
+        let response = inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            drop(entry);
+            response
+        })
+    }
+}
+
+/// What kind of call passes the door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// A feature lookup: authenticated, counted and shed under overload.
+    Lookup,
+    /// Anything else of fstore's APIs: authenticated only.
+    Other,
+}
+
+impl Call {
+    /// The kind of a gRPC call by its path; `None` for the services that
+    /// pass untouched (health, reflection).
+    fn of_path(path: &str) -> Option<Call> {
+        if LOOKUPS.contains(&path) {
+            Some(Call::Lookup)
+        } else if OWN_SERVICES.iter().any(|prefix| path.starts_with(prefix)) {
+            Some(Call::Other)
+        } else {
+            None
+        }
+    }
+}
+
+/// A call the door let in: who is calling (None: authentication is off),
+/// when it arrived, and, for a lookup, its place among those in flight,
+/// freed when the entry is dropped.
+pub(crate) struct Entry {
+    pub(crate) caller: Option<Arc<Caller>>,
+    pub(crate) arrival: Arrival,
+    _ticket: Option<Ticket>,
+}
+
+impl Door {
+    /// Let a call in, or say why not: its authorization header is checked
+    /// when keys are configured, and a lookup is refused at once while the
+    /// server is overloaded. Every protocol's calls pass here (gRPC through
+    /// [`DoorLayer`], HTTP from its handlers), so the limits hold for all.
+    pub(crate) fn enter(
+        self: &Arc<Door>,
+        headers: &http::HeaderMap,
+        call: Call,
+        arrival: Arrival,
+    ) -> Result<Entry, Error> {
+        let caller = if self.keys.enabled() {
+            match self.keys.authenticate(headers.get(http::header::AUTHORIZATION)) {
+                Ok(caller) => Some(caller),
                 Err(why) => {
-                    door.refused_unauthenticated.fetch_add(1, Ordering::Relaxed);
-                    return refuse(Error::unauthenticated(why));
-                }
-            }
-        }
-        if lookup {
-            // While a new lookup would wait longer than the limit, refuse it
-            // at once: cheaper than decoding it only to refuse it at its
-            // turn, and it lets the queue drain, so admitted lookups are
-            // served in time.
-            if let Some(waited) = door.queue_too_long() {
-                door.refused_queue.fetch_add(1, Ordering::Relaxed);
-                return refuse(Error::resource_exhausted(format!(
-                    "server overloaded: a lookup would wait about {:.1} ms for its turn behind those queued, more than {} ms (server.max_queue_ms); retry with backoff",
-                    waited as f64 / 1e3,
-                    door.max_queue_micros / 1000
-                )));
-            }
-        }
-        let ticket = if lookup {
-            match door.admit() {
-                Some(ticket) => Some(ticket),
-                None => {
-                    return refuse(Error::resource_exhausted(format!(
-                        "server overloaded: {} lookups in flight (server.max_in_flight); retry with backoff",
-                        door.max_in_flight
-                    )))
+                    self.refused_unauthenticated.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::unauthenticated(why));
                 }
             }
         } else {
             None
         };
-        request.extensions_mut().insert(Arrival { at, deadline });
-        let response = inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(ticket);
-            response
-        })
+        let ticket = match call {
+            Call::Other => None,
+            Call::Lookup => {
+                // While a new lookup would wait longer than the limit, refuse
+                // it at once: cheaper than decoding it only to refuse it at
+                // its turn, and it lets the queue drain, so admitted lookups
+                // are served in time.
+                if let Some(waited) = self.queue_too_long() {
+                    self.refused_queue.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::resource_exhausted(format!(
+                        "server overloaded: a lookup would wait about {:.1} ms for its turn behind those queued, more than {} ms (server.max_queue_ms); retry with backoff",
+                        waited as f64 / 1e3,
+                        self.max_queue_micros / 1000
+                    )));
+                }
+                match self.admit() {
+                    Some(ticket) => Some(ticket),
+                    None => {
+                        return Err(Error::resource_exhausted(format!(
+                        "server overloaded: {} lookups in flight (server.max_in_flight); retry with backoff",
+                        self.max_in_flight
+                    )))
+                    }
+                }
+            }
+        };
+        Ok(Entry { caller, arrival, _ticket: ticket })
     }
 }
 
