@@ -16,6 +16,6 @@ COPY feature_defs /etc/fstore/feature_defs
 WORKDIR /var/lib/fstore
 ENV FSTORE_SERVER__DEFINITIONS_DIR=/etc/fstore/feature_defs \
     FSTORE_SERVER__DATA_DIR=/var/lib/fstore/data
-EXPOSE 6566 9566
+EXPOSE 6566 6567 9566
 ENTRYPOINT ["fstore"]
 CMD ["serve"]

@@ -69,6 +69,24 @@ pub enum Command {
         #[arg(long)]
         defs: Option<PathBuf>,
     },
+    /// Write a Feast feature repository (feature_store.yaml and the
+    /// definitions) generated from fstore's definitions, for Feast's SDK
+    /// with the remote online store pointed at fstore's HTTP API; then run
+    /// `feast apply` in it. See docs/feast.md.
+    FeastRegistry {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// fstore's HTTP API as the SDK reaches it (default: server.http_listen).
+        #[arg(long)]
+        url: Option<String>,
+        /// The Feast project name.
+        #[arg(long, default_value = "fstore")]
+        project: String,
+        /// Definitions directory (default: server.definitions_dir).
+        #[arg(long)]
+        defs: Option<PathBuf>,
+    },
     /// Look up features for entity keys and print them as a table.
     Get {
         /// Feature service to read.
@@ -156,6 +174,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Eval { service, input, out, defs } => {
             eval(&defs.unwrap_or(config.server.definitions_dir), &service, &input, &out)
+        }
+        Command::FeastRegistry { out, url, project, defs } => {
+            let url = match url {
+                Some(url) => url,
+                None => match config.http_listen()? {
+                    Some(addr) => format!("http://{addr}"),
+                    None => anyhow::bail!(
+                        "server.http_listen is off: set it (Feast's SDK reads over HTTP) or pass --url"
+                    ),
+                },
+            };
+            feast_registry(&defs.unwrap_or(config.server.definitions_dir), &out, &url, &project)
         }
         Command::Apply { dir, dry_run, addr } => {
             runtime()?.block_on(apply(&client, client_addr(addr, &config), dir, dry_run))
@@ -453,6 +483,34 @@ fn eval(
         report.derived.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
         out.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn feast_registry(
+    defs: &std::path::Path,
+    out: &std::path::Path,
+    url: &str,
+    project: &str,
+) -> anyhow::Result<ExitCode> {
+    let registry = match fstore::registry::Registry::load(defs) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let repo = fstore::feast_repo::generate(registry.plan(), project, url)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, text) in
+        [("feature_store.yaml", &repo.feature_store_yaml), ("fstore_features.py", &repo.definitions_py)]
+    {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    for note in &repo.notes {
+        eprintln!("note: {note}");
+    }
+    println!("Wrote a Feast repository to {}; next: cd {} && feast apply", out.display(), out.display());
     Ok(ExitCode::SUCCESS)
 }
 

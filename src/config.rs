@@ -36,6 +36,21 @@ pub struct Config {
     pub(crate) tls: TlsConfig,
 }
 
+impl Config {
+    /// `server.http_listen` as an address; `None` when it is empty (off).
+    pub fn http_listen(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let text = self.server.http_listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).with_context(|| {
+            format!(
+                "server.http_listen = {text:?} is not an address such as 127.0.0.1:6567 (or empty, for off)"
+            )
+        })
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -44,6 +59,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Address of the HTTP endpoint serving Prometheus metrics at `/metrics`.
     pub metrics_listen: SocketAddr,
+    /// Address of the HTTP endpoint serving Feast's feature server API
+    /// (`/get-online-features`, `/push`, ...; docs/feast.md); empty: off.
+    /// The same API keys as the gRPC port; bodies up to `max_request_bytes`.
+    pub http_listen: String,
     /// Directory of `*.fdl` definition files. Relative paths in sources are
     /// relative to it.
     pub definitions_dir: PathBuf,

@@ -23,6 +23,8 @@
 //!   and batches into store writes for every view of their source.
 //! - [`offline`]: `fstore eval`: a service's derived features over a Parquet
 //!   file, through the evaluator serving runs.
+//! - [`feast_repo`]: `fstore feast-registry`: a Feast feature repository
+//!   generated from the definitions, for Feast's SDK pointed at fstore.
 //! - [`stream`]: Kafka consumers, one per stream source, writing each batch
 //!   with its offsets atomically.
 //! - [`runtime`]: the running server's lifecycle: consumers, initial load,
@@ -49,6 +51,7 @@ pub mod config;
 pub(crate) mod definitions;
 pub mod engine;
 pub(crate) mod error;
+pub mod feast_repo;
 pub mod ingest;
 pub mod offline;
 pub mod registry;

@@ -1,6 +1,8 @@
 //! The gRPC server: `FeatureServing`, `FeaturePush` and `FeatureAdmin` (see
-//! `proto/fstore/v1/fstore.proto`), the standard health service and server
-//! reflection.
+//! `proto/fstore/v1/fstore.proto`), Feast's `ServingService` ([`feast`]),
+//! the standard health service and server reflection; and the HTTP
+//! listeners: Feast's feature server API on `server.http_listen`, metrics on
+//! `server.metrics_listen`.
 //!
 //! Handlers report failures as [`crate::error::Error`], which becomes a gRPC
 //! status in one place: what the client can act on goes in the message,
@@ -8,6 +10,7 @@
 
 pub mod auth;
 pub(crate) mod derive;
+pub(crate) mod feast;
 pub(crate) mod guard;
 pub(crate) mod heavy;
 pub(crate) mod lookup;
@@ -27,6 +30,8 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::ingest::parquet::{self, Mode};
 use crate::ingest::{IngestError, IngestReport};
+use fstore_client::feast::serving::serving_service_server::ServingServiceServer;
+
 use crate::proto::{
     self, feature_admin_server::FeatureAdminServer, feature_push_server::FeaturePushServer,
     feature_serving_server::FeatureServingServer,
@@ -66,60 +71,10 @@ impl proto::feature_serving_server::FeatureServing for Serving {
     ) -> Result<Response<proto::GetOnlineFeaturesResponse>, Status> {
         let arrival = Arrival::of(&request);
         let caller = request.extensions().get::<Arc<Caller>>().cloned();
-        let request = request.into_inner();
-        let registry = self.engine.registry();
-        let service = service_label(&registry, &request);
-        let _ticket = match self.service_ticket(&service) {
-            Ok(ticket) => ticket,
-            Err(e) => {
-                let status = Status::from(e);
-                self.metrics.record("GetOnlineFeatures", &service, status.code(), arrival.at.elapsed());
-                return Err(status);
-            }
-        };
-        // Light lookups run inline on the async worker. Measured with `fstore
-        // bench` (release, 1 row x 50 features, 1,000 hot keys, 200 req/s,
-        // one connection): tokio's block_in_place gave p50 3.0 ms / p99
-        // 11 ms, most of its CPU in malloc as the worker's core moved to a
-        // fresh thread per call; inline gave p50 0.70 ms / p99 3.3 ms.
-        //
-        // Heavy ones (many rows, or windows to merge) take milliseconds:
-        // inline, they would hold the workers that read new requests off the
-        // connections, so a queue would form where the server cannot see it
-        // (before a request is even read), and overload would go unshed.
-        // They wait for one of `lookup_slots` and run on the lookup threads
-        // (below the workers' priority, see `heavy`); the wait is measured
-        // and bounded like any other.
-        let heavy = lookup::is_heavy(&registry, &request);
-        drop(registry);
-        let result = if heavy {
-            match self.lookup_slots.clone().acquire_owned().await {
-                Ok(slot) => match self.its_turn(&arrival, &request) {
-                    Ok(serving) => {
-                        let engine = self.engine.clone();
-                        let result = self
-                            .heavy
-                            .run(move || {
-                                let _slot = slot;
-                                lookup::get_online_features(&engine, request, caller.as_deref())
-                            })
-                            .await;
-                        drop(serving);
-                        result
-                    }
-                    Err(status) => Err(status),
-                },
-                Err(_) => Err(Error::unavailable("the server is shutting down")),
-            }
-        } else {
-            self.its_turn(&arrival, &request)
-                .and_then(|_serving| lookup::get_online_features(&self.engine, request, caller.as_deref()))
-        };
-        let result = result.map_err(Status::from);
-        let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
-        // From arrival, so that time spent waiting for a worker shows.
-        self.metrics.record("GetOnlineFeatures", &service, code, arrival.at.elapsed());
-        result.map(Response::new)
+        self.lookup("GetOnlineFeatures", arrival, caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
     }
 
     async fn list_feature_services(
@@ -166,6 +121,78 @@ impl proto::feature_serving_server::FeatureServing for Serving {
 }
 
 impl Serving {
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub(crate) fn door(&self) -> &Arc<Door> {
+        &self.door
+    }
+
+    /// Answer a lookup that arrived at `arrival` from `caller` (None:
+    /// authentication is off), by any of the APIs (`rpc` names it in the
+    /// metrics): within the service's in-flight limit, in its turn, inline
+    /// or on the heavy pool.
+    pub(crate) async fn lookup(
+        &self,
+        rpc: &'static str,
+        arrival: Arrival,
+        caller: Option<Arc<Caller>>,
+        request: proto::GetOnlineFeaturesRequest,
+    ) -> Result<proto::GetOnlineFeaturesResponse, Error> {
+        let registry = self.engine.registry();
+        let service = service_label(&registry, &request);
+        let _ticket = match self.service_ticket(&service) {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                self.metrics.record(rpc, &service, e.code().grpc(), arrival.at.elapsed());
+                return Err(e);
+            }
+        };
+        // Light lookups run inline on the async worker. Measured with `fstore
+        // bench` (release, 1 row x 50 features, 1,000 hot keys, 200 req/s,
+        // one connection): tokio's block_in_place gave p50 3.0 ms / p99
+        // 11 ms, most of its CPU in malloc as the worker's core moved to a
+        // fresh thread per call; inline gave p50 0.70 ms / p99 3.3 ms.
+        //
+        // Heavy ones (many rows, or windows to merge) take milliseconds:
+        // inline, they would hold the workers that read new requests off the
+        // connections, so a queue would form where the server cannot see it
+        // (before a request is even read), and overload would go unshed.
+        // They wait for one of `lookup_slots` and run on the lookup threads
+        // (below the workers' priority, see `heavy`); the wait is measured
+        // and bounded like any other.
+        let heavy = lookup::is_heavy(&registry, &request);
+        drop(registry);
+        let result = if heavy {
+            match self.lookup_slots.clone().acquire_owned().await {
+                Ok(slot) => match self.its_turn(&arrival, &request) {
+                    Ok(serving) => {
+                        let engine = self.engine.clone();
+                        let result = self
+                            .heavy
+                            .run(move || {
+                                let _slot = slot;
+                                lookup::get_online_features(&engine, request, caller.as_deref())
+                            })
+                            .await;
+                        drop(serving);
+                        result
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(_) => Err(Error::unavailable("the server is shutting down")),
+            }
+        } else {
+            self.its_turn(&arrival, &request)
+                .and_then(|_serving| lookup::get_online_features(&self.engine, request, caller.as_deref()))
+        };
+        let code = result.as_ref().map_or_else(|e| e.code().grpc(), |_| tonic::Code::Ok);
+        // From arrival, so that time spent waiting for a worker shows.
+        self.metrics.record(rpc, &service, code, arrival.at.elapsed());
+        result
+    }
+
     /// A place among `services.NAME.max_in_flight` lookups of `service`, if
     /// that limit is set; held until the answer is built.
     fn service_ticket(&self, service: &str) -> Result<Option<ServiceTicket>, Error> {
@@ -434,12 +461,14 @@ pub async fn run(
     // First start (or changed definitions): load parquet sources whose views
     // are empty. The server answers meanwhile and reports NOT_SERVING on the
     // health service until the load is done.
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loader = {
-        let (runtime, health) = (runtime.clone(), health.clone());
+        let (runtime, health, ready) = (runtime.clone(), health.clone(), ready.clone());
         tokio::spawn(async move {
             if let Err(err) = tokio::task::spawn_blocking(move || runtime.prepare()).await {
                 tracing::error!(error = %err, "Getting ready failed; serving anyway.");
             }
+            ready.store(true, std::sync::atomic::Ordering::Relaxed);
             health.set_serving::<FeatureServingServer<Serving>>().await;
             health.set_service_status("", tonic_health::ServingStatus::Serving).await;
             tracing::info!("Ready: serving features.");
@@ -486,6 +515,30 @@ pub async fn run(
 
     let reload = tokio::spawn(runtime.clone().reload_on_sighup());
 
+    let serving = Arc::new(Serving {
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+        door: door.clone(),
+        lookup_slots: Arc::new(tokio::sync::Semaphore::new(at_once)),
+        heavy: heavy::HeavyPool::new(at_once)?,
+        service_in_flight: Default::default(),
+    });
+    let feast_http = match config.http_listen()? {
+        None => None,
+        Some(http_addr) => {
+            let listener = TcpListener::bind(http_addr).await.map_err(|e| {
+                anyhow::anyhow!("binding the HTTP endpoint {http_addr} (server.http_listen): {e}")
+            })?;
+            tracing::info!(addr = %listener.local_addr()?, "Feast HTTP feature server API.");
+            let state = Arc::new(feast::http::FeastHttp {
+                serving: serving.clone(),
+                ready: ready.clone(),
+                max_body_bytes: config.server.max_request_bytes,
+            });
+            Some(tokio::spawn(feast::http::serve(state, listener, stopped())))
+        }
+    };
+
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = tls_config(&config.tls)? {
         builder = builder.tls_config(tls).map_err(|e| anyhow::anyhow!("configuring TLS: {e}"))?;
@@ -502,16 +555,10 @@ pub async fn run(
         .layer(DoorLayer(door.clone()))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(FeatureServingServer::from_arc(serving.clone()).max_decoding_message_size(max_bytes))
         .add_service(
-            FeatureServingServer::new(Serving {
-                engine: engine.clone(),
-                metrics: metrics.clone(),
-                door: door.clone(),
-                lookup_slots: Arc::new(tokio::sync::Semaphore::new(at_once)),
-                heavy: heavy::HeavyPool::new(at_once)?,
-                service_in_flight: Default::default(),
-            })
-            .max_decoding_message_size(max_bytes),
+            ServingServiceServer::new(feast::grpc::FeastServing { serving: serving.clone() })
+                .max_decoding_message_size(max_bytes),
         )
         .add_service(
             FeaturePushServer::new(push::Pushing { engine: engine.clone(), metrics: metrics.clone() })
@@ -537,6 +584,9 @@ pub async fn run(
     loader.abort();
     reload.abort();
     let _ = metrics_server.await;
+    if let Some(http) = feast_http {
+        let _ = http.await;
+    }
     // Write what the consumers hold and leave the consumer group.
     let _ = tokio::task::spawn_blocking(move || runtime.stop()).await;
     result.map_err(Into::into)

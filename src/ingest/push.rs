@@ -34,6 +34,16 @@ pub enum PushedEvents {
     Columns(HashMap<String, Vec<proto::Value>>),
 }
 
+/// What to do with events that cannot be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadEvents {
+    /// Report each by index and write the others (`PushEvents`).
+    Skip,
+    /// Refuse the whole push, writing nothing (Feast's push endpoints,
+    /// whose clients cannot read a partial report).
+    RefuseAll,
+}
+
 /// An event left out, by its index in the request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejected {
@@ -64,7 +74,12 @@ pub enum PushError {
 }
 
 /// Apply `events` to every view of source `source`.
-pub fn push(engine: &Engine, source: &str, events: PushedEvents) -> Result<PushReport, PushError> {
+pub fn push(
+    engine: &Engine,
+    source: &str,
+    events: PushedEvents,
+    bad_events: BadEvents,
+) -> Result<PushReport, PushError> {
     let registry = engine.registry();
     let Some((index, plan_source)) = registry.plan.source(source) else {
         let names: Vec<&str> = registry.plan.sources.iter().map(|s| s.name.as_str()).collect();
@@ -116,6 +131,17 @@ pub fn push(engine: &Engine, source: &str, events: PushedEvents) -> Result<PushR
         report
             .rejected
             .push(Rejected { index: indices[bad.index], reason: describe(bad.reason, &bad.detail) });
+    }
+    if bad_events == BadEvents::RefuseAll && !report.rejected.is_empty() {
+        report.rejected.sort_by_key(|r| r.index);
+        let first = &report.rejected[0];
+        return Err(PushError::Invalid(format!(
+            "{} of {} events are bad, so none was written; event {}: {}",
+            report.rejected.len(),
+            report.received,
+            first.index,
+            first.reason
+        )));
     }
     if decoded.batch.num_rows() > 0 {
         let written =

@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::metrics::Metrics;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::ingest::push::{self, PushError, PushedEvents};
+use crate::ingest::push::{self, BadEvents, PushError, PushedEvents};
 use crate::proto::{self, push_events_request::Events};
 
 pub(crate) struct Pushing {
@@ -62,13 +62,14 @@ impl Pushing {
         let engine = self.engine.clone();
         let source = request.source;
         // Decoding and a synced RocksDB write: off the async workers.
-        let report = tokio::task::spawn_blocking(move || push::push(&engine, &source, events))
-            .await
-            .map_err(|e| Error::internal("running a push", e))?
-            .map_err(|e| match e {
-                PushError::Invalid(m) => Error::invalid_argument(m),
-                PushError::Internal(e) => Error::internal("writing pushed events", e),
-            })?;
+        let report =
+            tokio::task::spawn_blocking(move || push::push(&engine, &source, events, BadEvents::Skip))
+                .await
+                .map_err(|e| Error::internal("running a push", e))?
+                .map_err(|e| match e {
+                    PushError::Invalid(m) => Error::invalid_argument(m),
+                    PushError::Internal(e) => Error::internal("writing pushed events", e),
+                })?;
         Ok(proto::PushEventsResponse {
             events_received: report.received,
             events_written: report.written,

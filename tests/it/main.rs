@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod derived;
 mod e2e;
+mod feast;
 mod push;
 mod replace;
 mod stream;

@@ -26,6 +26,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub port: u16,
     pub metrics_port: u16,
+    /// Feast's HTTP API (`server.http_listen`).
+    pub http_port: u16,
     pub defs: PathBuf,
     pub data: PathBuf,
     pub log: PathBuf,
@@ -86,6 +88,7 @@ impl ServerBuilder {
             child: None,
             port: 0,
             metrics_port: 0,
+            http_port: 0,
             defs: self.defs,
             data: self.dir.path().join("data"),
             log: self.dir.path().join("server.log"),
@@ -123,12 +126,14 @@ impl Server {
         self.kill();
         self.port = free_port();
         self.metrics_port = free_port();
+        self.http_port = free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .current_dir(self.data.parent().unwrap())
             .env("FSTORE_SERVER__LISTEN", format!("127.0.0.1:{}", self.port))
             .env("FSTORE_SERVER__METRICS_LISTEN", format!("127.0.0.1:{}", self.metrics_port))
+            .env("FSTORE_SERVER__HTTP_LISTEN", format!("127.0.0.1:{}", self.http_port))
             .env("FSTORE_SERVER__DEFINITIONS_DIR", &self.defs)
             .env("FSTORE_SERVER__DATA_DIR", &self.data)
             .env("RUST_LOG", "info")
@@ -341,4 +346,28 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` on a new connection; the
+/// status and body of the answer. A write the server cut short (it refused
+/// a body before reading all of it) still reads the answer.
+pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the HTTP port");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+    (status, body.to_string())
 }

@@ -90,7 +90,7 @@ class FstoreServer:
         self.tls_ca = tls_ca
         self.tls_identity = tls_identity  # (cert PEM, key PEM) when the server wants client certificates
         self.proc: Optional[subprocess.Popen] = None
-        self.port = self.metrics_port = 0
+        self.port = self.metrics_port = self.http_port = 0
 
     # The address a client of this package takes.
     @property
@@ -102,12 +102,14 @@ class FstoreServer:
         """Start (or, after stop(), restart) the process; on new free ports
         unless `same_ports`."""
         if not same_ports:
-            self.port, self.metrics_port = free_port(), free_port()
+            self.port, self.metrics_port, self.http_port = free_port(), free_port(), free_port()
         env = fstore_env()
         env.update(
             {
                 "FSTORE_SERVER__LISTEN": f"127.0.0.1:{self.port}",
                 "FSTORE_SERVER__METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+                # Feast's HTTP API (tests/test_feast.py).
+                "FSTORE_SERVER__HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
                 "FSTORE_SERVER__DEFINITIONS_DIR": str(self.defs),
                 "FSTORE_SERVER__DATA_DIR": str(self.data),
                 # A busy test machine must not turn slow lookups into RESOURCE_EXHAUSTED.

@@ -47,6 +47,22 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fstore_descriptor.bin"));
 }
 
+/// Feast's online serving API (`proto/feast/`), which an fstore server also
+/// answers: Feast's `ServingService` and its value types.
+pub mod feast {
+    #![allow(clippy::all)]
+
+    /// `feast.types`: Feast's values.
+    pub mod types {
+        tonic::include_proto!("feast.types");
+    }
+
+    /// `feast.serving`: `ServingService` (client and server code).
+    pub mod serving {
+        tonic::include_proto!("feast.serving");
+    }
+}
+
 /// Why a client could not be set up or connect.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
